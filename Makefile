@@ -1,0 +1,38 @@
+PYTHON ?= python3.11
+VENV := .venv
+BIN := $(VENV)/bin
+export GX_ANALYTICS_ENABLED := false
+export DO_NOT_TRACK := 1
+
+.PHONY: demo test ui lint format bench clean
+
+$(BIN)/microseg: pyproject.toml requirements.lock
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install --quiet --upgrade pip
+	$(BIN)/pip install --quiet -c requirements.lock -e '.[dev]'
+	touch $(BIN)/microseg
+
+venv: $(BIN)/microseg
+
+demo: venv
+	rm -rf data/demo_landing
+	$(BIN)/microseg generate --out data/landing --customers 5000 --days 180 --seed 42
+	$(BIN)/microseg run
+
+test: venv
+	$(BIN)/pytest -q
+
+ui: venv
+	$(BIN)/dagster dev -m orchestration.definitions
+
+lint: venv
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
+	$(BIN)/sqlfluff lint dbt_project/models
+
+format: venv
+	$(BIN)/ruff format .
+	$(BIN)/ruff check --fix .
+
+clean:
+	rm -rf data .venv
