@@ -1,0 +1,19 @@
+{# Engine-specific SQL lives here only: keyed hashes and phone parsing (see warehouse/connection.py). #}
+
+{# HMAC-SHA256 of a text value, hex; the pads are connection variables, never in compiled SQL. #}
+{% macro hmac_key(expr) -%}
+    sha256(getvariable('hmac_opad') || unhex(sha256(getvariable('hmac_ipad') || encode({{ expr }}))))
+{%- endmacro %}
+
+{# E.164 phone, or null when the value is not a valid number in the configured default region. #}
+{% macro normalize_phone(expr) -%}
+    normalize_phone({{ expr }}, getvariable('phone_region'))
+{%- endmacro %}
+
+{# Trimmed, lower-cased email; null when blank or without the shape of an address. #}
+{% macro normalize_email(expr) -%}
+    case
+        when regexp_full_match(lower(trim({{ expr }})), '[^@\s]+@[^@\s]+\.[^@\s]+')
+            then lower(trim({{ expr }}))
+    end
+{%- endmacro %}

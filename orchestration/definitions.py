@@ -1,0 +1,33 @@
+"""Assembles the one Definitions object from the defs folder."""
+
+from __future__ import annotations
+
+import dagster as dg
+
+from orchestration.defs.automation import build_automation, refresh_job
+from orchestration.defs.ingest.assets import ingest_assets
+from orchestration.defs.ml.assets import ml_assets
+from orchestration.defs.publish.assets import serving_snapshot
+from orchestration.defs.quality.checks import gx_checks
+from orchestration.defs.resources import build_resources
+from orchestration.defs.transform.assets import build_dbt_assets
+from orchestration.settings import Settings, load_settings
+
+
+def build_definitions(settings: Settings | None = None) -> dg.Definitions:
+    settings = settings or load_settings()
+    resources = build_resources(settings)
+    resources["serving"] = str(settings.serving)
+    schedules, sensors = build_automation(settings)
+    return dg.Definitions(
+        assets=[*ingest_assets, *build_dbt_assets(), *ml_assets, serving_snapshot],
+        asset_checks=gx_checks,
+        jobs=[refresh_job],
+        schedules=schedules,
+        sensors=sensors,
+        resources=resources,
+        executor=dg.in_process_executor,
+    )
+
+
+defs = build_definitions()

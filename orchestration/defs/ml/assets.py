@@ -1,0 +1,101 @@
+"""scikit-learn scores and the segments built on them."""
+
+from __future__ import annotations
+
+import json
+
+import dagster as dg
+
+import ml
+from orchestration.defs.resources import WarehouseResource
+
+
+def _json_safe(value):
+    return json.loads(json.dumps(value, default=str))
+
+
+@dg.multi_asset(
+    specs=[
+        dg.AssetSpec(
+            ["marts", "customer_scores"],
+            group_name="ml",
+            kinds={"scikitlearn", "duckdb"},
+            description="Propensity, clusters and RFM cells per person as of the run date",
+            deps=[["marts", "customer_features"], ["ml", "propensity_training_examples"]],
+        ),
+        dg.AssetSpec(
+            ["ml", "model_runs"],
+            group_name="ml",
+            kinds={"duckdb"},
+            description="One row per trained model: params, metrics, features",
+            deps=[["marts", "customer_features"]],
+        ),
+    ],
+)
+def customer_scores(context: dg.AssetExecutionContext, warehouse: WarehouseResource):
+    with warehouse.connect() as con:
+        as_of = warehouse.resolve_as_of(con)
+        metrics = ml.score_customers(con, as_of, seed=warehouse.seed)
+        persons = con.execute("select count(*) from marts.customer_scores").fetchone()[0]
+    for warning in metrics.get("warnings", []):
+        context.log.warning(warning)
+    yield dg.MaterializeResult(
+        asset_key=["marts", "customer_scores"],
+        metadata={
+            "as_of": as_of.isoformat(),
+            "rows_total": int(persons),
+            "metrics": dg.MetadataValue.json(_json_safe(metrics)),
+        },
+    )
+    yield dg.MaterializeResult(asset_key=["ml", "model_runs"])
+
+
+SEGMENT_TABLES = ["segment_definitions", "segment_members", "segment_membership_history"]
+
+
+@dg.multi_asset(
+    specs=[
+        dg.AssetSpec(
+            ["marts", name],
+            group_name="segments",
+            kinds={"duckdb"},
+            deps=[
+                ["marts", "customer_scores"],
+                ["marts", "customer_profiles"],
+                ["marts", "customer_features"],
+            ],
+        )
+        for name in [*SEGMENT_TABLES, "segment_summary"]
+    ],
+)
+def segments(context: dg.AssetExecutionContext, warehouse: WarehouseResource):
+    """Segments declared as code (ml.SEGMENTS), consent-gated per purpose, with holdouts."""
+    with warehouse.connect() as con:
+        as_of = warehouse.resolve_as_of(con)
+        result = ml.build_segments(
+            con,
+            as_of,
+            holdout_share=warehouse.holdout_share,
+            min_segment_size=warehouse.min_segment_size,
+        )
+        sizes = con.execute(
+            "select segment_id, members, excluded_no_consent from marts.segment_summary "
+            "order by segment_id"
+        ).fetchall()
+    for warning in result.get("warnings", []):
+        context.log.warning(warning)
+    for name in SEGMENT_TABLES:
+        yield dg.MaterializeResult(asset_key=["marts", name])
+    yield dg.MaterializeResult(
+        asset_key=["marts", "segment_summary"],
+        metadata={
+            "as_of": as_of.isoformat(),
+            "segments": dg.MetadataValue.md(
+                "| segment | members | excluded (no consent) |\n|---|---|---|\n"
+                + "\n".join(f"| {s} | {m} | {e} |" for s, m, e in sizes)
+            ),
+        },
+    )
+
+
+ml_assets = [customer_scores, segments]

@@ -1,0 +1,95 @@
+"""Resources built in one place from the settings."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from datetime import UTC, date, datetime
+
+import dagster as dg
+import duckdb
+from dagster_dbt import DbtCliResource
+from pydantic import PrivateAttr
+
+from orchestration.settings import DBT_PROJECT_DIR, Settings, load_settings
+from warehouse.connection import configure_connection
+
+
+class WarehouseResource(dg.ConfigurableResource):
+    """The DuckDB warehouse: one file, one writer; connections are short-lived and configured."""
+
+    path: str
+    landing_dir: str
+    hmac_key: str
+    phone_region: str = "US"
+    as_of: str | None = None
+    holdout_share: float = 0.1
+    min_segment_size: int = 50
+    volume_tolerance: float = 0.5
+    freshness_days: int = 3
+    gx_sample_rows: int = 200_000
+    seed: int = 42
+    _lock_wait_s: float = PrivateAttr(default=30.0)
+
+    @contextmanager
+    def connect(self) -> Iterator[duckdb.DuckDBPyConnection]:
+        deadline = time.monotonic() + self._lock_wait_s
+        while True:
+            try:
+                con = duckdb.connect(self.path)
+                break
+            except duckdb.IOException:
+                # Another process (a dbt step finishing) may still hold the file lock.
+                if time.monotonic() > deadline:
+                    raise
+                time.sleep(0.5)
+        try:
+            configure_connection(con, self.hmac_key.encode("utf-8"), self.phone_region)
+            yield con
+        finally:
+            con.close()
+
+    def run_date(self) -> date:
+        return datetime.now(UTC).date()
+
+    def resolve_as_of(self, con: duckdb.DuckDBPyConnection) -> date:
+        """The configured as-of date, else the latest POS or web event date loaded."""
+        if self.as_of:
+            return date.fromisoformat(self.as_of)
+        row = con.execute(
+            """
+            select max(d) from (
+                select max(transacted_at)::date as d from raw.pos
+                union all
+                select max(event_at)::date from raw.web
+            )
+            """
+        ).fetchone()
+        return row[0] if row and row[0] else self.run_date()
+
+
+def build_resources(settings: Settings | None = None) -> dict:
+    settings = settings or load_settings()
+    settings.export_to_process()
+    return {
+        "warehouse": WarehouseResource(
+            path=str(settings.warehouse),
+            landing_dir=str(settings.landing_dir),
+            # An EnvVar is masked in the UI; export_to_process put the resolved key there.
+            hmac_key=dg.EnvVar("MICROSEG_HMAC_KEY"),
+            phone_region=settings.phone_region,
+            as_of=settings.as_of.isoformat() if settings.as_of else None,
+            holdout_share=settings.holdout_share,
+            min_segment_size=settings.min_segment_size,
+            volume_tolerance=settings.volume_tolerance,
+            freshness_days=settings.freshness_days,
+            gx_sample_rows=settings.gx_sample_rows,
+            seed=settings.seed,
+        ),
+        "dbt": DbtCliResource(
+            project_dir=str(DBT_PROJECT_DIR),
+            profiles_dir=str(DBT_PROJECT_DIR),
+            dbt_executable=settings.dbt_executable,
+        ),
+    }

@@ -1,0 +1,110 @@
+"""dbt models as assets, split by layer so a blocking check can stop the next layer."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+import dagster as dg
+from dagster_dbt import (
+    DagsterDbtTranslator,
+    DagsterDbtTranslatorSettings,
+    DbtCliResource,
+    DbtProject,
+    dbt_assets,
+)
+
+from orchestration.defs.resources import WarehouseResource
+from orchestration.settings import DBT_PROJECT_DIR
+
+# (layer, dbt selection): every model belongs to exactly one layer; `rest` takes what is left.
+LAYERS: list[tuple[str, str]] = [
+    ("staging", "path:models/staging"),
+    ("identity", "path:models/intermediate/identity identity_map customer_profiles"),
+    ("features", "path:models/intermediate/features customer_features path:models/ml"),
+]
+
+dbt_project = DbtProject(project_dir=DBT_PROJECT_DIR, profiles_dir=DBT_PROJECT_DIR)
+
+
+def _newest_source_mtime(project_dir: Path) -> float:
+    paths = [project_dir / "dbt_project.yml", project_dir / "profiles.yml"]
+    for folder in ("models", "macros", "tests", "seeds"):
+        paths.extend(p for p in (project_dir / folder).rglob("*") if p.is_file())
+    return max((p.stat().st_mtime for p in paths if p.exists()), default=0.0)
+
+
+def ensure_manifest(project: DbtProject = dbt_project) -> Path:
+    """Parse the dbt project when its manifest is missing or older than any project file."""
+    manifest = project.manifest_path
+    if not manifest.exists() or manifest.stat().st_mtime < _newest_source_mtime(
+        project.project_dir
+    ):
+        project.preparer.prepare(project)
+    return manifest
+
+
+class MicrosegTranslator(DagsterDbtTranslator):
+    """Keys are [schema, model]; groups are the model's folder under models/."""
+
+    def get_asset_key(self, dbt_resource_props: Mapping[str, Any]) -> dg.AssetKey:
+        if dbt_resource_props["resource_type"] == "source":
+            return super().get_asset_key(dbt_resource_props)
+        return dg.AssetKey([dbt_resource_props["schema"], dbt_resource_props["name"]])
+
+    def get_group_name(self, dbt_resource_props: Mapping[str, Any]) -> str | None:
+        fqn = dbt_resource_props.get("fqn") or []
+        return fqn[1] if len(fqn) > 2 else "dbt"
+
+
+translator = MicrosegTranslator(
+    settings=DagsterDbtTranslatorSettings(
+        enable_asset_checks=True, enable_source_tests_as_checks=True
+    )
+)
+
+
+def _dbt_vars(warehouse: WarehouseResource) -> str:
+    with warehouse.connect() as con:
+        as_of = warehouse.resolve_as_of(con)
+    return json.dumps({"as_of": as_of.isoformat()})
+
+
+def _layer_assets(layer: str, select: str, exclude: str | None, manifest: Path):
+    @dbt_assets(
+        manifest=manifest,
+        select=select,
+        exclude=exclude,
+        name=f"dbt_{layer}",
+        project=dbt_project,
+        dagster_dbt_translator=translator,
+    )
+    def _assets(
+        context: dg.AssetExecutionContext, dbt: DbtCliResource, warehouse: WarehouseResource
+    ):
+        yield from dbt.cli(["build", "--vars", _dbt_vars(warehouse)], context=context).stream()
+
+    return _assets
+
+
+def build_dbt_assets() -> list[dg.AssetsDefinition]:
+    manifest = ensure_manifest()
+    assets = [_layer_assets(layer, select, None, manifest) for layer, select in LAYERS]
+    rest_exclude = " ".join(select for _, select in LAYERS)
+    models = json.loads(manifest.read_text())["nodes"].values()
+    has_rest = any(
+        n["resource_type"] == "model"
+        and not any(
+            n["original_file_path"].startswith(s.split(":", 1)[1])
+            for _, sel in LAYERS
+            for s in sel.split()
+            if s.startswith("path:")
+        )
+        and n["name"] not in {s for _, sel in LAYERS for s in sel.split() if ":" not in s}
+        for n in models
+    )
+    if has_rest:
+        assets.append(_layer_assets("rest", "fqn:*", rest_exclude, manifest))
+    return assets

@@ -1,0 +1,144 @@
+"""Runs the refresh job in-process on the shared Dagster instance and prints what happened."""
+
+from __future__ import annotations
+
+import time
+
+import dagster as dg
+import duckdb
+
+from orchestration.settings import Settings
+
+EXIT_OK, EXIT_GATE_FAILED, EXIT_CANNOT_RUN = 0, 1, 2
+
+
+def _failed_checks(result: dg.ExecuteInProcessResult) -> list[tuple[str, str, str]]:
+    failed = []
+    for event in result.all_events:
+        if event.event_type_value != "ASSET_CHECK_EVALUATION":
+            continue
+        evaluation = event.event_specific_data
+        if evaluation.passed:
+            continue
+        key = "/".join(evaluation.asset_key.path)
+        meta = evaluation.metadata or {}
+        failures = meta.get("failures")
+        detail = evaluation.description or ""
+        if failures is not None and not detail:
+            detail = str(failures.value)[:500]
+        failed.append((key, evaluation.check_name, detail))
+    return failed
+
+
+def _checks_count(result: dg.ExecuteInProcessResult) -> tuple[int, int]:
+    passed = failed = 0
+    for event in result.all_events:
+        if event.event_type_value == "ASSET_CHECK_EVALUATION":
+            if event.event_specific_data.passed:
+                passed += 1
+            else:
+                failed += 1
+    return passed, failed
+
+
+def _summary(settings: Settings) -> list[str]:
+    lines: list[str] = []
+    con = duckdb.connect(str(settings.warehouse), read_only=True)
+    try:
+        lines.append("sources (files loaded / rejected, rows loaded / quarantined):")
+        rows = con.execute(
+            """
+            with current as (
+                select * from raw.load_ledger
+                qualify row_number() over (partition by path order by loaded_at desc) = 1
+            )
+            select source,
+                   count(*) filter (where status = 'loaded'),
+                   count(*) filter (where status = 'rejected'),
+                   coalesce(sum(rows_loaded), 0),
+                   coalesce(sum(rows_quarantined), 0)
+            from current group by source order by source
+            """
+        ).fetchall()
+        for source, loaded, rejected, rows_loaded, rows_q in rows:
+            lines.append(
+                f"  {source:<10} files {loaded} loaded, {rejected} rejected; "
+                f"rows {rows_loaded:,} loaded, {rows_q:,} quarantined"
+            )
+        for path, message in con.execute(
+            """
+            select path, message from raw.load_ledger
+            where status = 'rejected'
+            qualify row_number() over (partition by path order by loaded_at desc) = 1
+            order by path
+            """
+        ).fetchall():
+            lines.append(f"  rejected {path}: {message}")
+        persons, known = con.execute(
+            "select count(*), count(*) filter (where is_known) from marts.customer_profiles"
+        ).fetchone()
+        lines.append(f"persons: {persons:,} ({known:,} known)")
+        segs = con.execute(
+            "select segment_id, purpose, members, excluded_no_consent "
+            "from marts.segment_summary order by segment_id"
+        ).fetchall()
+        lines.append(f"segments: {len(segs)}")
+        for segment_id, purpose, members, excluded in segs:
+            lines.append(
+                f"  {segment_id:<28} {members:>8,} members  ({purpose}; "
+                f"{excluded:,} left out without consent)"
+            )
+    except duckdb.Error as exc:
+        lines.append(f"(summary incomplete: {exc})")
+    finally:
+        con.close()
+    return lines
+
+
+def run_refresh(settings: Settings) -> int:
+    from orchestration.definitions import build_definitions
+
+    started = time.monotonic()
+    settings.export_to_process()
+    settings.dagster_home.mkdir(parents=True, exist_ok=True)
+    try:
+        defs = build_definitions(settings)
+        instance = dg.DagsterInstance.get()
+    except Exception as exc:  # a broken project or instance: say so, do not trace back
+        print(f"microseg run: could not load the pipeline: {exc}")
+        return EXIT_CANNOT_RUN
+    job = defs.resolve_job_def("refresh")
+    result = job.execute_in_process(instance=instance, raise_on_error=False)
+    elapsed = time.monotonic() - started
+
+    failed_checks = _failed_checks(result)
+    step_failures = [e for e in result.all_events if e.event_type_value == "STEP_FAILURE"]
+    published = any(
+        e.event_type_value == "ASSET_MATERIALIZATION"
+        and e.asset_key == dg.AssetKey(["serving", "snapshot"])
+        for e in result.all_events
+    )
+    for line in _summary(settings):
+        print(line)
+    passed, failed = _checks_count(result)
+    print(f"checks: {passed} passed, {failed} failed")
+    for key, check, detail in failed_checks:
+        print(f"  FAILED {key} {check}: {detail}")
+    for event in step_failures:
+        message = event.event_specific_data.error.message.strip().splitlines()
+        print(f"  FAILED step {event.step_key}: {message[0] if message else ''}")
+    print(f"run {result.run_id} took {elapsed:.0f}s")
+    if failed_checks or step_failures or not published:
+        print("nothing was published; the previous serving snapshot is unchanged")
+        return EXIT_GATE_FAILED
+    print(f"serving snapshot: {settings.serving}")
+    print("try:")
+    print(
+        f'  duckdb -readonly {settings.serving} "select segment_id, members, '
+        'share_of_persons from marts.segment_summary order by members desc"'
+    )
+    print(
+        '  or: .venv/bin/python -c "import duckdb; print(duckdb.connect('
+        f"'{settings.serving}', read_only=True).sql('from marts.segment_summary'))\""
+    )
+    return EXIT_OK

@@ -1,0 +1,137 @@
+"""The one place that reads the environment: every setting, its default, and absolute paths."""
+
+from __future__ import annotations
+
+import os
+import secrets
+import sys
+from dataclasses import dataclass, field
+from datetime import date
+from pathlib import Path
+
+REPO_ROOT = Path(__file__).resolve().parent.parent
+DBT_PROJECT_DIR = REPO_ROOT / "dbt_project"
+PURPOSES = ("analytics", "personalization", "ad_targeting", "third_party_sharing")
+
+
+class SettingsError(ValueError):
+    """A setting has a value the pipeline cannot run with."""
+
+
+def _path(env: dict[str, str], name: str, default: str) -> Path:
+    return Path(env.get(name) or default).expanduser().resolve()
+
+
+def _float(env: dict[str, str], name: str, default: float, lo: float, hi: float) -> float:
+    raw = env.get(name)
+    if not raw:
+        return default
+    try:
+        value = float(raw)
+    except ValueError as exc:
+        raise SettingsError(f"{name}={raw!r} is not a number") from exc
+    if not lo <= value <= hi:
+        raise SettingsError(f"{name}={raw!r} must lie between {lo} and {hi}")
+    return value
+
+
+def _int(env: dict[str, str], name: str, default: int, lo: int) -> int:
+    raw = env.get(name)
+    if not raw:
+        return default
+    try:
+        value = int(raw)
+    except ValueError as exc:
+        raise SettingsError(f"{name}={raw!r} is not a whole number") from exc
+    if value < lo:
+        raise SettingsError(f"{name}={raw!r} must be at least {lo}")
+    return value
+
+
+@dataclass(frozen=True)
+class Settings:
+    landing_dir: Path
+    warehouse: Path
+    serving: Path
+    export_dir: Path
+    dagster_home: Path
+    as_of: date | None
+    hmac_key: str = field(repr=False)
+    phone_region: str = "US"
+    timezone: str = "UTC"
+    schedule_cron: str = "0 6 * * *"
+    holdout_share: float = 0.1
+    min_segment_size: int = 50
+    volume_tolerance: float = 0.5
+    freshness_days: int = 3
+    gx_sample_rows: int = 200_000
+    seed: int = 42
+
+    @property
+    def dbt_executable(self) -> str:
+        # The project environment's own dbt, so runs work without an activated venv.
+        candidate = Path(sys.executable).parent / "dbt"
+        return str(candidate) if candidate.exists() else "dbt"
+
+    def dbt_env(self) -> dict[str, str]:
+        """Variables the dbt profile reads (profiles.yml `env_var`)."""
+        return {
+            "MICROSEG_WAREHOUSE": str(self.warehouse),
+            "MICROSEG_HMAC_KEY": self.hmac_key,
+            "MICROSEG_PHONE_REGION": self.phone_region,
+            "MICROSEG_REPO_ROOT": str(REPO_ROOT),
+            "DBT_SEND_ANONYMOUS_USAGE_STATS": "false",
+            "GX_ANALYTICS_ENABLED": "false",
+        }
+
+    def export_to_process(self) -> None:
+        """Hand the resolved values to child processes (dbt) through this process's environment."""
+        os.environ.update(self.dbt_env())
+        os.environ.setdefault("DAGSTER_HOME", str(self.dagster_home))
+
+
+def _hmac_key(env: dict[str, str], warehouse: Path) -> str:
+    key = env.get("MICROSEG_HMAC_KEY")
+    if key:
+        return key
+    # Generated once beside the warehouse and reused, so pseudonymous ids stay stable.
+    key_file = warehouse.parent / ".hmac_key"
+    if key_file.exists():
+        return key_file.read_text().strip()
+    key_file.parent.mkdir(parents=True, exist_ok=True)
+    key = secrets.token_hex(32)
+    fd = os.open(key_file, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    with os.fdopen(fd, "w") as handle:
+        handle.write(key + "\n")
+    return key
+
+
+def load_settings(env: dict[str, str] | None = None) -> Settings:
+    env = dict(os.environ if env is None else env)
+    warehouse = _path(env, "MICROSEG_WAREHOUSE", "data/warehouse.duckdb")
+    as_of_raw = env.get("MICROSEG_AS_OF")
+    try:
+        as_of = date.fromisoformat(as_of_raw) if as_of_raw else None
+    except ValueError as exc:
+        raise SettingsError(f"MICROSEG_AS_OF={as_of_raw!r} is not a date (YYYY-MM-DD)") from exc
+    region = (env.get("MICROSEG_PHONE_REGION") or "US").upper()
+    if len(region) != 2 or not region.isalpha():
+        raise SettingsError(f"MICROSEG_PHONE_REGION={region!r} is not an ISO-3166 alpha-2 code")
+    return Settings(
+        landing_dir=_path(env, "MICROSEG_LANDING_DIR", "data/landing"),
+        warehouse=warehouse,
+        serving=_path(env, "MICROSEG_SERVING", "data/serving.duckdb"),
+        export_dir=_path(env, "MICROSEG_EXPORT_DIR", "data/exports"),
+        dagster_home=_path(env, "DAGSTER_HOME", "data/dagster_home"),
+        as_of=as_of,
+        hmac_key=_hmac_key(env, warehouse),
+        phone_region=region,
+        timezone=env.get("MICROSEG_TIMEZONE") or "UTC",
+        schedule_cron=env.get("MICROSEG_SCHEDULE_CRON") or "0 6 * * *",
+        holdout_share=_float(env, "MICROSEG_HOLDOUT_SHARE", 0.1, 0.0, 0.5),
+        min_segment_size=_int(env, "MICROSEG_MIN_SEGMENT_SIZE", 50, 1),
+        volume_tolerance=_float(env, "MICROSEG_VOLUME_TOLERANCE", 0.5, 0.0, 10.0),
+        freshness_days=_int(env, "MICROSEG_FRESHNESS_DAYS", 3, 0),
+        gx_sample_rows=_int(env, "MICROSEG_GX_SAMPLE_ROWS", 200_000, 1000),
+        seed=_int(env, "MICROSEG_SEED", 42, 0),
+    )
