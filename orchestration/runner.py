@@ -132,13 +132,10 @@ def run_refresh(settings: Settings) -> int:
         print("nothing was published; the previous serving snapshot is unchanged")
         return EXIT_GATE_FAILED
     print(f"serving snapshot: {settings.serving}")
-    print("try:")
+    print("query it (read-only; the next run swaps it atomically):")
     print(
-        f'  duckdb -readonly {settings.serving} "select segment_id, members, '
-        'share_of_persons from marts.segment_summary order by members desc"'
-    )
-    print(
-        '  or: .venv/bin/python -c "import duckdb; print(duckdb.connect('
-        f"'{settings.serving}', read_only=True).sql('from marts.segment_summary'))\""
+        '  .venv/bin/python -c "import duckdb; duckdb.connect('
+        f"'{settings.serving}', read_only=True).sql('select segment_id, members, "
+        "share_of_persons from marts.segment_summary order by members desc').show()\""
     )
     return EXIT_OK

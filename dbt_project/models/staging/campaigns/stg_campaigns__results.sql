@@ -2,7 +2,7 @@ with
 
 source as (
 
-    select * from {{ source('campaigns', 'campaigns') }}
+    select * from {{ source('raw', 'campaigns') }}
 
 ),
 

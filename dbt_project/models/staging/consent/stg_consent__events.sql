@@ -2,7 +2,7 @@ with
 
 source as (
 
-    select * from {{ source('consent', 'consent') }}
+    select * from {{ source('raw', 'consent') }}
 
 ),
 

@@ -2,7 +2,7 @@ with
 
 source as (
 
-    select * from {{ source('crm', 'crm') }}
+    select * from {{ source('raw', 'crm') }}
 
 ),
 

@@ -2,7 +2,7 @@ with
 
 source as (
 
-    select * from {{ source('privacy', 'privacy') }}
+    select * from {{ source('raw', 'privacy') }}
 
 ),
 

@@ -1,0 +1,266 @@
+"""`score_customers`: RFM (SQL), behavioural clusters and purchase propensity into
+marts.customer_scores, one ml.model_runs row per trained model."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import math
+from datetime import UTC, date, datetime
+
+import duckdb
+import numpy as np
+import pyarrow as pa
+
+from ml._db import (
+    feature_select,
+    numeric_features,
+    read_matrix,
+    read_matrix_batches,
+    replace_table_from_arrow,
+    table_columns,
+)
+from ml.clusters import fit_clusters
+from ml.propensity import fit_propensity
+
+CLUSTER_FIT_ROWS = 100_000
+SCORE_BATCH_ROWS = 131_072
+RFM_COLUMNS = ("recency_days", "frequency_365d", "monetary_365d")
+
+# The usual R/F segment map (R and F scores 1..5; M only ranks within a cell).
+RFM_CELL_SQL = """
+    case
+        when r is null then 'no_purchase'
+        when r = 1 and f = 1 then 'lost'
+        when r <= 2 and f <= 2 then 'hibernating'
+        when r <= 2 and f <= 4 then 'at_risk'
+        when r <= 2 then 'cannot_lose_them'
+        when r = 3 and f <= 2 then 'about_to_sleep'
+        when r = 3 and f = 3 then 'need_attention'
+        when f >= 4 and r <= 4 then 'loyal_customers'
+        when r = 4 and f = 1 then 'promising'
+        when r = 5 and f = 1 then 'new_customers'
+        when f <= 3 then 'potential_loyalists'
+        else 'champions'
+    end
+"""
+RFM_CELLS = (
+    "champions",
+    "loyal_customers",
+    "potential_loyalists",
+    "new_customers",
+    "promising",
+    "need_attention",
+    "about_to_sleep",
+    "at_risk",
+    "cannot_lose_them",
+    "hibernating",
+    "lost",
+    "no_purchase",
+)
+
+# ntile over purchasers only; ties take one score (the highest bucket the tie reaches).
+_RFM_SQL = """
+    purchasers as (
+        select
+            person_id,
+            recency_days,
+            coalesce(frequency_365d, 0) as frequency,
+            coalesce(monetary_365d, 0) as monetary
+        from marts.customer_features
+        where recency_days is not null
+    ),
+    tiles as (
+        select
+            *,
+            ntile(5) over (order by recency_days desc, person_id) as r_tile,
+            ntile(5) over (order by frequency, person_id) as f_tile,
+            ntile(5) over (order by monetary, person_id) as m_tile
+        from purchasers
+    ),
+    rfm as (
+        select
+            person_id,
+            cast(max(r_tile) over (partition by recency_days) as integer) as r,
+            cast(max(f_tile) over (partition by frequency) as integer) as f,
+            cast(max(m_tile) over (partition by monetary) as integer) as m
+        from tiles
+    )
+"""
+_NO_RFM_SQL = """
+    rfm as (
+        select null::varchar as person_id, null::integer as r, null::integer as f,
+            null::integer as m
+        where false
+    )
+"""
+
+
+def _jsonable(value):
+    if isinstance(value, dict):
+        return {str(k): _jsonable(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [_jsonable(v) for v in value]
+    if isinstance(value, np.generic):
+        value = value.item()
+    if isinstance(value, float) and not math.isfinite(value):
+        return None
+    if isinstance(value, date):
+        return value.isoformat()
+    return value
+
+
+def to_json(value) -> str:
+    return json.dumps(_jsonable(value), sort_keys=True, allow_nan=False)
+
+
+def _ensure_schemas(con: duckdb.DuckDBPyConnection) -> None:
+    con.execute("create schema if not exists marts")
+    con.execute("create schema if not exists ml")
+
+
+def _append_model_runs(con: duckdb.DuckDBPyConnection, rows: list[tuple]) -> None:
+    con.execute(
+        "create table if not exists ml.model_runs (model_name varchar, version varchar, "
+        "as_of date, trained_at timestamp, params varchar, metrics varchar, features varchar)"
+    )
+    con.execute("begin transaction")
+    try:
+        con.executemany("insert into ml.model_runs values (?, ?, ?, ?, ?, ?, ?)", rows)
+        con.execute("commit")
+    except Exception:
+        con.execute("rollback")
+        raise
+
+
+def score_customers(
+    con: duckdb.DuckDBPyConnection,
+    as_of: date,
+    seed: int = 42,
+    version: str | None = None,
+) -> dict:
+    """Score every person in marts.customer_features; write marts.customer_scores (replace) and
+    append ml.model_runs. Returns metrics per model and a `warnings` list."""
+    columns = table_columns(con, "marts", "customer_features")
+    if not columns or "person_id" not in columns:
+        raise ValueError("marts.customer_features is missing or has no person_id column")
+    _ensure_schemas(con)
+    features = numeric_features(columns)
+    warnings: list[str] = []
+    n_persons = con.execute("select count(*) from marts.customer_features").fetchone()[0]
+    if n_persons == 0:
+        warnings.append("scores: marts.customer_features is empty")
+
+    # Clusters: fit on a seeded, deterministic sample.
+    sample, _ = read_matrix(
+        con,
+        f"select {feature_select(features)} from marts.customer_features "
+        "order by hash(person_id, $seed) limit $n",
+        {"seed": seed, "n": CLUSTER_FIT_ROWS},
+        features,
+    )
+    clusters = fit_clusters(sample, features, seed=seed)
+    del sample
+    warnings += clusters.warnings
+
+    propensity = fit_propensity(con, features, seed=seed)
+    warnings += propensity.warnings
+    prop_idx = np.array([features.index(f) for f in propensity.features], dtype=np.intp)
+
+    # Score all persons chunk by chunk; only ids and two result columns stay in memory.
+    ids: list[pa.Array] = []
+    cluster_ids: list[np.ndarray] = []
+    scores: list[np.ndarray] = []
+    query = (
+        f"select person_id, {feature_select(features)} from marts.customer_features "
+        "order by person_id"
+    )
+    for batch, x in read_matrix_batches(con, query, None, features, SCORE_BATCH_ROWS):
+        ids.append(batch.column("person_id"))
+        cluster_ids.append(clusters.predict(x))
+        p = propensity.predict(x[:, prop_idx]) if propensity.model is not None else None
+        scores.append(p if p is not None else np.full(batch.num_rows, np.nan))
+    if ids:
+        person_ids = pa.chunked_array(ids, type=pa.string())
+        cluster_col = pa.array(np.concatenate(cluster_ids), type=pa.int32())
+        prop_all = np.concatenate(scores)
+        prop_col = pa.array(prop_all, type=pa.float64(), mask=np.isnan(prop_all))
+    else:
+        person_ids = pa.chunked_array([], type=pa.string())
+        cluster_col = pa.array([], type=pa.int32())
+        prop_col = pa.array([], type=pa.float64())
+    results = pa.table(
+        {"person_id": person_ids, "cluster_id": cluster_col, "propensity_30d": prop_col}
+    )
+    del ids, cluster_ids, scores
+
+    has_rfm = all(c in columns for c in RFM_COLUMNS)
+    if not has_rfm:
+        warnings.append(f"rfm: customer_features lacks one of {RFM_COLUMNS}; RFM left NULL")
+    select_sql = f"""
+        with {_RFM_SQL if has_rfm else _NO_RFM_SQL}
+        select
+            a.person_id,
+            cast($as_of as date) as as_of,
+            a.propensity_30d,
+            cast(case when a.propensity_30d is not null then ntile(10) over (
+                partition by a.propensity_30d is null
+                order by a.propensity_30d desc, a.person_id
+            ) end as integer) as propensity_decile,
+            a.cluster_id,
+            rfm.r as rfm_recency_score,
+            rfm.f as rfm_frequency_score,
+            rfm.m as rfm_monetary_score,
+            {RFM_CELL_SQL.replace("r is null", "rfm.r is null")} as rfm_cell,
+            cast(null as double) as expected_transactions_90d,
+            cast(null as double) as expected_transactions_365d,
+            cast(null as double) as expected_spend_365d,
+            cast(null as double) as probability_alive
+        from _ml_arrow_input as a
+        left join rfm on rfm.person_id = a.person_id
+    """
+    # r and f inside the CASE resolve to rfm's columns (the Arrow input has neither).
+    replace_table_from_arrow(
+        con, "marts.customer_scores", results, select_sql, {"as_of": as_of}
+    )
+    del results
+
+    rfm_counts = dict(
+        con.execute(
+            "select rfm_cell, count(*) from marts.customer_scores group by 1 order by 1"
+        ).fetchall()
+    )
+    cluster_sizes = {
+        str(k): v
+        for k, v in con.execute(
+            "select cluster_id, count(*) from marts.customer_scores group by 1 order by 1"
+        ).fetchall()
+    }
+    clusters.metrics["sizes"] = cluster_sizes
+
+    trained_at = datetime.now(UTC).replace(tzinfo=None)
+    runs = []
+    for name, params, metrics, feats in (
+        ("behavioural_clusters", clusters.params, clusters.metrics, features),
+        ("purchase_propensity", propensity.params, propensity.metrics, propensity.features),
+    ):
+        params_json, features_json = to_json(params), to_json(feats)
+        run_version = version or (
+            f"{as_of.isoformat()}-s{seed}-"
+            + hashlib.sha1((params_json + features_json).encode()).hexdigest()[:8]
+        )
+        runs.append(
+            (name, run_version, as_of, trained_at, params_json, to_json(metrics), features_json)
+        )
+    _append_model_runs(con, runs)
+
+    return _jsonable(
+        {
+            "persons": int(n_persons),
+            "features": features,
+            "clusters": clusters.metrics,
+            "propensity": propensity.metrics,
+            "rfm": {"cells": rfm_counts},
+            "warnings": warnings,
+        }
+    )
