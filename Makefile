@@ -4,7 +4,7 @@ BIN := $(VENV)/bin
 export GX_ANALYTICS_ENABLED := false
 export DO_NOT_TRACK := 1
 
-.PHONY: demo test ui lint format bench clean
+.PHONY: venv demo test ui lint format bench clean
 
 $(BIN)/microseg: pyproject.toml requirements.lock
 	$(PYTHON) -m venv $(VENV)
@@ -15,7 +15,6 @@ $(BIN)/microseg: pyproject.toml requirements.lock
 venv: $(BIN)/microseg
 
 demo: venv
-	rm -rf data/demo_landing
 	$(BIN)/microseg generate --out data/landing --customers 5000 --days 180 --seed 42
 	$(BIN)/microseg run
 
@@ -23,7 +22,8 @@ test: venv
 	$(BIN)/pytest -q
 
 ui: venv
-	$(BIN)/dagster dev -m orchestration.definitions
+	mkdir -p "$${DAGSTER_HOME:-$(CURDIR)/data/dagster_home}"
+	DAGSTER_HOME="$${DAGSTER_HOME:-$(CURDIR)/data/dagster_home}" $(BIN)/dagster dev -m orchestration.definitions
 
 lint: venv
 	$(BIN)/ruff check .

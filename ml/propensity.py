@@ -77,7 +77,7 @@ def fit_propensity(
         "select count(*), count(*) filter (where purchased_next_30d), "
         f"count(distinct cutoff_date), max(cutoff_date) from {table} "
         "where purchased_next_30d is not null"
-    ).fetchone()
+    ).fetchall()[0]
     if n < MIN_ROWS or positives < MIN_POSITIVES or n - positives < MIN_POSITIVES:
         model = _untrainable(
             features,

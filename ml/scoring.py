@@ -147,7 +147,7 @@ def score_customers(
     _ensure_schemas(con)
     features = numeric_features(columns)
     warnings: list[str] = []
-    n_persons = con.execute("select count(*) from marts.customer_features").fetchone()[0]
+    n_persons = con.execute("select count(*) from marts.customer_features").fetchall()[0][0]
     if n_persons == 0:
         warnings.append("scores: marts.customer_features is empty")
 
@@ -211,13 +211,14 @@ def score_customers(
             rfm.r as rfm_recency_score,
             rfm.f as rfm_frequency_score,
             rfm.m as rfm_monetary_score,
-            {RFM_CELL_SQL.replace("r is null", "rfm.r is null")} as rfm_cell,
+            {RFM_CELL_SQL} as rfm_cell,
             cast(null as double) as expected_transactions_90d,
             cast(null as double) as expected_transactions_365d,
             cast(null as double) as expected_spend_365d,
             cast(null as double) as probability_alive
         from _ml_arrow_input as a
         left join rfm on rfm.person_id = a.person_id
+        order by a.person_id
     """
     # r and f inside the CASE resolve to rfm's columns (the Arrow input has neither).
     replace_table_from_arrow(

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import time
+from dataclasses import dataclass
 
 import dagster as dg
 import duckdb
@@ -95,40 +96,68 @@ def _summary(settings: Settings) -> list[str]:
     return lines
 
 
-def run_refresh(settings: Settings) -> int:
+@dataclass
+class RefreshOutcome:
+    result: dg.ExecuteInProcessResult
+    elapsed_s: float
+    failed_checks: list[tuple[str, str, str]]
+    step_failures: list[tuple[str, str]]
+    checks_passed: int
+    published: bool
+
+    @property
+    def exit_code(self) -> int:
+        if self.failed_checks or self.step_failures or not self.published:
+            return EXIT_GATE_FAILED
+        return EXIT_OK
+
+
+def execute_refresh(settings: Settings) -> RefreshOutcome:
+    """Materialise the refresh job on the instance in DAGSTER_HOME, so runs show in the UI."""
     from orchestration.definitions import build_definitions
 
     started = time.monotonic()
     settings.export_to_process()
     settings.dagster_home.mkdir(parents=True, exist_ok=True)
-    try:
-        defs = build_definitions(settings)
-        instance = dg.DagsterInstance.get()
-    except Exception as exc:  # a broken project or instance: say so, do not trace back
-        print(f"microseg run: could not load the pipeline: {exc}")
-        return EXIT_CANNOT_RUN
+    defs = build_definitions(settings)
+    instance = dg.DagsterInstance.get()
     job = defs.resolve_job_def("refresh")
     result = job.execute_in_process(instance=instance, raise_on_error=False)
-    elapsed = time.monotonic() - started
-
-    failed_checks = _failed_checks(result)
-    step_failures = [e for e in result.all_events if e.event_type_value == "STEP_FAILURE"]
-    published = any(
-        e.event_type_value == "ASSET_MATERIALIZATION"
-        and e.asset_key == dg.AssetKey(["serving", "snapshot"])
-        for e in result.all_events
+    step_failures = []
+    for event in result.all_events:
+        if event.event_type_value == "STEP_FAILURE":
+            lines = event.event_specific_data.error.message.strip().splitlines()
+            step_failures.append((event.step_key, lines[0] if lines else ""))
+    passed, _ = _checks_count(result)
+    return RefreshOutcome(
+        result=result,
+        elapsed_s=time.monotonic() - started,
+        failed_checks=_failed_checks(result),
+        step_failures=step_failures,
+        checks_passed=passed,
+        published=any(
+            e.event_type_value == "ASSET_MATERIALIZATION"
+            and e.asset_key == dg.AssetKey(["serving", "snapshot"])
+            for e in result.all_events
+        ),
     )
+
+
+def run_refresh(settings: Settings) -> int:
+    try:
+        outcome = execute_refresh(settings)
+    except Exception as exc:  # a broken project or instance: say so in one line
+        print(f"microseg run: could not run the pipeline: {exc}")
+        return EXIT_CANNOT_RUN
     for line in _summary(settings):
         print(line)
-    passed, failed = _checks_count(result)
-    print(f"checks: {passed} passed, {failed} failed")
-    for key, check, detail in failed_checks:
+    print(f"checks: {outcome.checks_passed} passed, {len(outcome.failed_checks)} failed")
+    for key, check, detail in outcome.failed_checks:
         print(f"  FAILED {key} {check}: {detail}")
-    for event in step_failures:
-        message = event.event_specific_data.error.message.strip().splitlines()
-        print(f"  FAILED step {event.step_key}: {message[0] if message else ''}")
-    print(f"run {result.run_id} took {elapsed:.0f}s")
-    if failed_checks or step_failures or not published:
+    for step, message in outcome.step_failures:
+        print(f"  FAILED step {step}: {message}")
+    print(f"run {outcome.result.run_id} took {outcome.elapsed_s:.0f}s")
+    if outcome.exit_code != EXIT_OK:
         print("nothing was published; the previous serving snapshot is unchanged")
         return EXIT_GATE_FAILED
     print(f"serving snapshot: {settings.serving}")

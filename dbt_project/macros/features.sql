@@ -10,11 +10,11 @@
     {{ return(30) }}
 {%- endmacro %}
 
-{# One row per cutoff date: as_of itself and every training cutoff. #}
-{% macro feature_cutoffs() -%}
-    select {{ as_of_date() }} as cutoff_date
-    {%- for offset in training_cutoff_offsets() %}
-    union all
+{# One row per cutoff date, `offsets` days before as_of (default: as_of and the training cutoffs). #}
+{% macro feature_cutoffs(offsets=none) -%}
+    {%- set offsets = [0] + training_cutoff_offsets() if offsets is none else offsets -%}
+    {%- for offset in offsets %}
+    {{ 'union all' if not loop.first }}
     select cast({{ dbt.dateadd('day', -offset, as_of_date()) }} as date) as cutoff_date
     {%- endfor %}
 {%- endmacro %}

@@ -76,3 +76,8 @@
         when 'loyalty_card_id' then 'card:' || {{ hmac_key("trim(" ~ subject_id ~ ")") }}
     end
 {%- endmacro %}
+
+{# Value of expr on the row with the greatest order_expr among rows where expr is not null. #}
+{% macro latest_non_null(expr, order_expr) -%}
+    arg_max({{ expr }}, {{ order_expr }}) filter (where {{ expr }} is not null)
+{%- endmacro %}

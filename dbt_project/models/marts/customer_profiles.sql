@@ -1,0 +1,195 @@
+with
+
+nodes as (
+
+    select * from {{ ref('int_identity_nodes_resolved') }}
+
+),
+
+records as (
+
+    select * from {{ ref('int_identity_records_collected') }}
+
+),
+
+subjects as (
+
+    select * from {{ ref('int_identity_subjects_resolved') }}
+
+),
+
+crm_customers as (
+
+    select * from {{ ref('stg_crm__customers') }}
+
+),
+
+consent_events as (
+
+    select * from {{ ref('stg_consent__events') }}
+
+),
+
+persons as (
+
+    select
+        nodes.person_id,
+        count(case when nodes.node_type = 'crm' then 1 end) as n_crm_records,
+        count(case when nodes.node_type = 'pos' then 1 end) as n_pos_transactions,
+        count(case when nodes.node_type = 'web' then 1 end) as n_web_devices,
+        count(case when nodes.node_type in ('crm', 'email', 'phone', 'card') then 1 end) > 0
+            as is_known
+    from nodes
+    group by nodes.person_id
+
+),
+
+activity as (
+
+    select
+        nodes.person_id,
+        min(records.first_seen_at) as first_seen_at,
+        max(records.last_seen_at) as last_seen_at
+    from records
+    inner join nodes
+        on records.record_node = nodes.node_id
+    group by nodes.person_id
+
+),
+
+person_crm_records as (
+
+    -- survivorship order: latest updated_at, then created_at, then the record node
+    select
+        nodes.person_id,
+        crm_customers.*,
+        row_number() over (
+            partition by nodes.person_id
+            order by
+                crm_customers.updated_at nulls first,
+                crm_customers.created_at nulls first,
+                crm_customers.record_node
+        ) as recency_order
+    from crm_customers
+    inner join nodes
+        on crm_customers.record_node = nodes.node_id
+
+),
+
+golden_attributes as (
+
+    select
+        person_id,
+        {{ latest_non_null('first_name', 'recency_order') }} as first_name,
+        {{ latest_non_null('last_name', 'recency_order') }} as last_name,
+        {{ latest_non_null('email', 'recency_order') }} as email,
+        {{ latest_non_null('phone_e164', 'recency_order') }} as phone,
+        {{ latest_non_null('email_key', 'recency_order') }} as email_key,
+        {{ latest_non_null('phone_key', 'recency_order') }} as phone_key,
+        {{ latest_non_null('street_address', 'recency_order') }} as street_address,
+        {{ latest_non_null('city', 'recency_order') }} as city,
+        {{ latest_non_null('postcode', 'recency_order') }} as postcode,
+        {{ latest_non_null('state', 'recency_order') }} as state,
+        {{ latest_non_null('country', 'recency_order') }} as country,
+        {{ latest_non_null('date_of_birth', 'recency_order') }} as date_of_birth,
+        {{ latest_non_null('gender', 'recency_order') }} as gender,
+        {{ latest_non_null('household_income', 'recency_order') }} as household_income,
+        {{ latest_non_null('occupation', 'recency_order') }} as occupation
+    from person_crm_records
+    group by person_id
+
+),
+
+latest_consent_events as (
+
+    -- the latest event per identity node and purpose, up to the end of the as_of day
+    select
+        ranked.subject_node,
+        ranked.purpose,
+        ranked.status
+    from (
+        select
+            consent_events.*,
+            row_number() over (
+                partition by consent_events.subject_node, consent_events.purpose
+                order by consent_events.event_at desc, consent_events.consent_event_id desc
+            ) as recency_rank
+        from consent_events
+        where
+            consent_events.event_at < {{ as_of_end() }}
+            and consent_events.subject_node is not null
+    ) as ranked
+    where ranked.recency_rank = 1
+
+),
+
+person_consent_statuses as (
+
+    -- the most restrictive wins: one denial or revocation outweighs any grant
+    select
+        subjects.person_id,
+        latest_consent_events.purpose,
+        count(case when latest_consent_events.status = 'granted' then 1 end) > 0
+        and count(case when latest_consent_events.status in ('denied', 'revoked') then 1 end) = 0
+            as has_consent
+    from latest_consent_events
+    inner join subjects
+        on latest_consent_events.subject_node = subjects.subject_node
+    group by subjects.person_id, latest_consent_events.purpose
+
+),
+
+person_consents as (
+
+    select
+        person_id,
+        bool_or(purpose = 'analytics' and has_consent) as consent_analytics,
+        bool_or(purpose = 'personalization' and has_consent) as consent_personalization,
+        bool_or(purpose = 'ad_targeting' and has_consent) as consent_ad_targeting,
+        bool_or(purpose = 'third_party_sharing' and has_consent) as consent_third_party_sharing
+    from person_consent_statuses
+    group by person_id
+
+),
+
+final as (
+
+    select
+        persons.person_id,
+        golden_attributes.first_name,
+        golden_attributes.last_name,
+        golden_attributes.email,
+        golden_attributes.phone,
+        golden_attributes.email_key,
+        golden_attributes.phone_key,
+        golden_attributes.street_address,
+        golden_attributes.city,
+        golden_attributes.postcode,
+        golden_attributes.state,
+        golden_attributes.country,
+        golden_attributes.date_of_birth,
+        golden_attributes.gender,
+        golden_attributes.household_income,
+        golden_attributes.occupation,
+        persons.n_crm_records,
+        persons.n_pos_transactions,
+        persons.n_web_devices,
+        activity.first_seen_at,
+        activity.last_seen_at,
+        persons.is_known,
+        coalesce(person_consents.consent_analytics, false) as consent_analytics,
+        coalesce(person_consents.consent_personalization, false) as consent_personalization,
+        coalesce(person_consents.consent_ad_targeting, false) as consent_ad_targeting,
+        coalesce(person_consents.consent_third_party_sharing, false)
+            as consent_third_party_sharing
+    from persons
+    left join golden_attributes
+        on persons.person_id = golden_attributes.person_id
+    left join activity
+        on persons.person_id = activity.person_id
+    left join person_consents
+        on persons.person_id = person_consents.person_id
+
+)
+
+select * from final
