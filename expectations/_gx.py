@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import operator
 import os
 import threading
 from collections.abc import Mapping, Sequence
@@ -14,6 +15,14 @@ from expectations.suites import Rule
 os.environ.setdefault("GX_ANALYTICS_ENABLED", "false")
 
 EXAMPLES = 5
+_OPERATORS = {
+    "==": operator.eq,
+    "!=": operator.ne,
+    "<": operator.lt,
+    "<=": operator.le,
+    ">": operator.gt,
+    ">=": operator.ge,
+}
 _GX_SEVERITY = {ERROR: "critical", WARN: "warning"}
 _lock = threading.Lock()
 _state: dict[str, Any] = {}
@@ -42,6 +51,15 @@ def _gx_value(value: Any) -> Any:
     return value
 
 
+def _row_condition(rule: Rule) -> dict[str, Any]:
+    if rule.where is None:
+        return {}
+    from great_expectations.expectations.row_conditions import Column
+
+    column, op, value = rule.where
+    return {"row_condition": _OPERATORS[op](Column(column), value)}
+
+
 def _suite(table: str, rules: tuple[Rule, ...]) -> Any:
     key = (table, rules)
     if key not in _suites:
@@ -53,6 +71,7 @@ def _suite(table: str, rules: tuple[Rule, ...]) -> Any:
                 column=rule.column,
                 severity=_GX_SEVERITY[rule.severity],
                 meta={"rule": i},
+                **_row_condition(rule),
                 **{k: _gx_value(v) for k, v in rule.kwargs},
             )
             for i, rule in enumerate(rules)
@@ -109,7 +128,9 @@ def run_rules(
     return [by_rule[i] for i in sorted(by_rule)]
 
 
-def _to_result(rule: Rule, success: bool, result: Mapping, exception_info: Any) -> ExpectationResult:
+def _to_result(
+    rule: Rule, success: bool, result: Mapping, exception_info: Any
+) -> ExpectationResult:
     message = _exception_message(exception_info)
     if message:
         return ExpectationResult(

@@ -56,9 +56,7 @@ def is_numeric(dtype: str) -> bool:
 
 def numeric_features(columns: dict[str, str]) -> list[str]:
     """Every numeric column that is not a key or label, in table order."""
-    return [
-        c for c, t in columns.items() if is_numeric(t) and c not in KEY_COLUMNS and ident(c)
-    ]
+    return [c for c, t in columns.items() if is_numeric(t) and c not in KEY_COLUMNS and ident(c)]
 
 
 def feature_select(features: Sequence[str], alias: str = "") -> str:

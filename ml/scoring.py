@@ -6,11 +6,13 @@ from __future__ import annotations
 import hashlib
 import json
 import math
+import time
 from datetime import UTC, date, datetime
 
 import duckdb
 import numpy as np
 import pyarrow as pa
+from threadpoolctl import threadpool_limits
 
 from ml._db import (
     feature_select,
@@ -24,6 +26,8 @@ from ml.clusters import fit_clusters
 from ml.propensity import fit_propensity
 
 CLUSTER_FIT_ROWS = 100_000
+# Below this many persons one thread is faster: OpenMP start-up and spin-waits dominate.
+SINGLE_THREAD_BELOW = 50_000
 SCORE_BATCH_ROWS = 131_072
 RFM_COLUMNS = ("recency_days", "frequency_365d", "monetary_365d")
 
@@ -145,6 +149,8 @@ def score_customers(
     if not columns or "person_id" not in columns:
         raise ValueError("marts.customer_features is missing or has no person_id column")
     _ensure_schemas(con)
+    started = time.perf_counter()
+    timings: dict[str, float] = {}
     features = numeric_features(columns)
     warnings: list[str] = []
     n_persons = con.execute("select count(*) from marts.customer_features").fetchall()[0][0]
@@ -159,11 +165,14 @@ def score_customers(
         {"seed": seed, "n": CLUSTER_FIT_ROWS},
         features,
     )
-    clusters = fit_clusters(sample, features, seed=seed)
-    del sample
+    threads = 1 if n_persons < SINGLE_THREAD_BELOW else None
+    with threadpool_limits(limits=threads):
+        clusters = fit_clusters(sample, features, seed=seed)
+        del sample
+        timings["fit_clusters"] = time.perf_counter() - started
+        propensity = fit_propensity(con, features, seed=seed)
+        timings["fit_propensity"] = time.perf_counter() - started - timings["fit_clusters"]
     warnings += clusters.warnings
-
-    propensity = fit_propensity(con, features, seed=seed)
     warnings += propensity.warnings
     prop_idx = np.array([features.index(f) for f in propensity.features], dtype=np.intp)
 
@@ -175,11 +184,12 @@ def score_customers(
         f"select person_id, {feature_select(features)} from marts.customer_features "
         "order by person_id"
     )
-    for batch, x in read_matrix_batches(con, query, None, features, SCORE_BATCH_ROWS):
-        ids.append(batch.column("person_id"))
-        cluster_ids.append(clusters.predict(x))
-        p = propensity.predict(x[:, prop_idx]) if propensity.model is not None else None
-        scores.append(p if p is not None else np.full(batch.num_rows, np.nan))
+    with threadpool_limits(limits=threads):
+        for batch, x in read_matrix_batches(con, query, None, features, SCORE_BATCH_ROWS):
+            ids.append(batch.column("person_id"))
+            cluster_ids.append(clusters.predict(x))
+            p = propensity.predict(x[:, prop_idx]) if propensity.model is not None else None
+            scores.append(p if p is not None else np.full(batch.num_rows, np.nan))
     if ids:
         person_ids = pa.chunked_array(ids, type=pa.string())
         cluster_col = pa.array(np.concatenate(cluster_ids), type=pa.int32())
@@ -194,6 +204,7 @@ def score_customers(
     )
     del ids, cluster_ids, scores
 
+    timings["predict"] = time.perf_counter() - started - sum(timings.values())
     has_rfm = all(c in columns for c in RFM_COLUMNS)
     if not has_rfm:
         warnings.append(f"rfm: customer_features lacks one of {RFM_COLUMNS}; RFM left NULL")
@@ -221,10 +232,9 @@ def score_customers(
         order by a.person_id
     """
     # r and f inside the CASE resolve to rfm's columns (the Arrow input has neither).
-    replace_table_from_arrow(
-        con, "marts.customer_scores", results, select_sql, {"as_of": as_of}
-    )
+    replace_table_from_arrow(con, "marts.customer_scores", results, select_sql, {"as_of": as_of})
     del results
+    timings["write_scores"] = time.perf_counter() - started - sum(timings.values())
 
     rfm_counts = dict(
         con.execute(
@@ -262,6 +272,7 @@ def score_customers(
             "clusters": clusters.metrics,
             "propensity": propensity.metrics,
             "rfm": {"cells": rfm_counts},
+            "timings_s": {k: round(v, 2) for k, v in timings.items()},
             "warnings": warnings,
         }
     )

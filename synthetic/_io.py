@@ -40,7 +40,7 @@ class Sink:
         invalid_json_at: int | None = None,
         fmt: str | None = None,
     ) -> None:
-        """Write `table` to `source/stem.<ext>`, inserting fault rows (rule, copy-of-row, changes)."""
+        """Write `table` to `source/stem.<ext>` with fault rows (rule, copied row, changes)."""
         if fmt is None:
             fmt = "parquet" if self.large else ("jsonl" if source == "web" else "csv")
         rel = f"{source}/{stem}.{fmt}"

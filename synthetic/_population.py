@@ -8,7 +8,7 @@ import numpy as np
 import pyarrow as pa
 
 from synthetic import _vocab as V
-from synthetic._text import cat, ids, num, pick, typo, where
+from synthetic._text import cat, ids, iso, num, pick, typo, where
 
 SECOND_RECORD_SHARE = 0.25
 HOUSEHOLD_SHARE = 0.03
@@ -96,7 +96,7 @@ def phone_text(pop: Population, person: np.ndarray, rng: np.random.Generator) ->
     l8 = num(local, 8)
     uk_formats = [
         cat("+44 ", area, " ", num(local // 10_000, 4), " ", num(local % 10_000, 4)),
-        cat("0", area, " ", num(local // 10_000, 4), " ", num(local % 10_000, 4)),
+        cat("+44", area, l8),
         cat("0044 ", area, " ", l8),
     ]
     uk = where(fmt % 3 == 1, uk_formats[1], where(fmt % 3 == 2, uk_formats[2], uk_formats[0]))
@@ -107,9 +107,26 @@ def build_population(n: int, days: int, rng: np.random.Generator) -> Population:
     """Draw `n` true persons with personas, latent rates and identities."""
     shares = np.array([p[1] for p in V.PERSONAS])
     persona = rng.choice(len(V.PERSONAS), n, p=shares / shares.sum()).astype(np.int8)
-    par = {k: np.array([p[i] for p in V.PERSONAS]) for i, k in enumerate(
-        ["name", "share", "rate", "shape", "store", "basket", "browse", "maxdev", "crm", "card",
-         "account", "trend", "cash"])}
+    par = {
+        k: np.array([p[i] for p in V.PERSONAS])
+        for i, k in enumerate(
+            [
+                "name",
+                "share",
+                "rate",
+                "shape",
+                "store",
+                "basket",
+                "browse",
+                "maxdev",
+                "crm",
+                "card",
+                "account",
+                "trend",
+                "cash",
+            ]
+        )
+    }
     metro_w = np.array([m[6] for m in V.METROS])
     metro = rng.choice(len(V.METROS), n, p=metro_w / metro_w.sum()).astype(np.int8)
 
@@ -129,7 +146,7 @@ def build_population(n: int, days: int, rng: np.random.Generator) -> Population:
     r_future = r_late * rng.lognormal(0.0, 0.25, n)  # drift after the window
     p30 = 1.0 - np.exp(-30.0 * r_future)
     bought30 = rng.random(n) < p30
-    browse = par["browse"][persona].astype(float) * np.sqrt(base / mean)
+    browse = 0.65 * par["browse"][persona].astype(float) * np.sqrt(base / mean)
 
     n_devices = np.where(
         par["maxdev"][persona] > 0,
@@ -159,14 +176,13 @@ def build_population(n: int, days: int, rng: np.random.Generator) -> Population:
 
     names, _, n_fem = _first_names()
     female = rng.random(n) < 0.5
-    first = np.where(
-        female, rng.integers(0, n_fem, n), rng.integers(n_fem, len(names), n)
-    ).astype(np.int64)
+    first = np.where(female, rng.integers(0, n_fem, n), rng.integers(n_fem, len(names), n)).astype(
+        np.int64
+    )
     last = rng.integers(0, len(V.LAST_NAMES), n)
     age_days = (rng.uniform(18, 80, n) * 365.25).astype(np.int64)
     dob = np.datetime64("2026-06-30", "D") - age_days.astype("timedelta64[D]")
 
-    areas = np.array([0] + [0] * 0)
     area_choice = rng.random(n)
     areas = np.zeros(n, dtype=np.int64)
     for m, metro_def in enumerate(V.METROS):
@@ -180,8 +196,11 @@ def build_population(n: int, days: int, rng: np.random.Generator) -> Population:
     phone_local[uk] = 79_460_000 + rng.integers(0, 1000, uk.sum())  # Ofcom drama range
 
     street = cat(
-        num(rng.integers(1, 9999, n)), " ", pick(V.STREETS, rng.integers(0, len(V.STREETS), n)),
-        " ", pick(V.STREET_SUFFIX, rng.integers(0, len(V.STREET_SUFFIX), n)),
+        num(rng.integers(1, 9999, n)),
+        " ",
+        pick(V.STREETS, rng.integers(0, len(V.STREETS), n)),
+        " ",
+        pick(V.STREET_SUFFIX, rng.integers(0, len(V.STREET_SUFFIX), n)),
     )
     pc_base = np.array([m[3] for m in V.METROS])[metro]
     pc_range = np.array([m[4] for m in V.METROS])[metro]
@@ -193,15 +212,20 @@ def build_population(n: int, days: int, rng: np.random.Generator) -> Population:
     lower_first = pick([s.lower() for s in names], first)
     lower_last = pick([s.lower() for s in V.LAST_NAMES], last)
     style = rng.integers(0, 4, n)
-    local = where(
-        style == 0, cat(lower_first, ".", lower_last, suffix),
-        where(style == 1, cat(lower_first, lower_last, suffix),
-              where(style == 2, cat(pick(list("abcdefghijklmnopqrstuvwxyz"), np.zeros(n, int)),
-                                    lower_last, suffix),
-                    cat(lower_last, ".", lower_first, suffix))),
-    )
     initials = pick([s[0].lower() for s in names], first)
-    local = where(style == 2, cat(initials, lower_last, suffix), local)
+    local = where(
+        style == 0,
+        cat(lower_first, ".", lower_last, suffix),
+        where(
+            style == 1,
+            cat(lower_first, lower_last, suffix),
+            where(
+                style == 2,
+                cat(initials, lower_last, suffix),
+                cat(lower_last, ".", lower_first, suffix),
+            ),
+        ),
+    )
     email = cat(local, "@", pick(V.EMAIL_DOMAINS, rng.integers(0, len(V.EMAIL_DOMAINS), n)))
 
     # households: heads and 1-2 members among CRM persons share last name, address, email/phone
@@ -239,18 +263,45 @@ def build_population(n: int, days: int, rng: np.random.Generator) -> Population:
         phone_local[ph] = phone_local[phd]
 
     return Population(
-        n=n, days=days, person_id=ids("P", np.arange(1, n + 1), max(7, len(str(n)))),
-        persona=persona, metro=metro, r_early=r_early, r_late=r_late, change=change, p30=p30,
-        bought30=bought30, store_share=np.where(n_devices > 0, par["store"][persona], 1.0)
-        .astype(float), basket=par["basket"][persona].astype(float), browse=browse,
-        cash_share=par["cash"][persona].astype(float), fav_category=rng.integers(0, 8, n),
-        n_devices=n_devices, device_offset=device_offset, device_type=device_type,
-        device_person=device_person, anonymous_id=anonymous_id, has_crm=has_crm,
-        has_card=has_card, has_account=has_account, email_sharer=email_sharer,
-        n_pay_cards=n_pay_cards.astype(np.int64), card_id=card_id, user_id=user_id,
-        pay_token=pay_token, first=first, last=last, female=female, dob=dob, email=email,
-        phone_area=areas, phone_local=phone_local, street=street, postcode=postcode,
-        household=household, shares=shares_kind,
+        n=n,
+        days=days,
+        person_id=ids("P", np.arange(1, n + 1), max(7, len(str(n)))),
+        persona=persona,
+        metro=metro,
+        r_early=r_early,
+        r_late=r_late,
+        change=change,
+        p30=p30,
+        bought30=bought30,
+        store_share=np.where(n_devices > 0, par["store"][persona], 1.0).astype(float),
+        basket=par["basket"][persona].astype(float),
+        browse=browse,
+        cash_share=par["cash"][persona].astype(float),
+        fav_category=rng.integers(0, 8, n),
+        n_devices=n_devices,
+        device_offset=device_offset,
+        device_type=device_type,
+        device_person=device_person,
+        anonymous_id=anonymous_id,
+        has_crm=has_crm,
+        has_card=has_card,
+        has_account=has_account,
+        email_sharer=email_sharer,
+        n_pay_cards=n_pay_cards.astype(np.int64),
+        card_id=card_id,
+        user_id=user_id,
+        pay_token=pay_token,
+        first=first,
+        last=last,
+        female=female,
+        dob=dob,
+        email=email,
+        phone_area=areas,
+        phone_local=phone_local,
+        street=street,
+        postcode=postcode,
+        household=household,
+        shares=shares_kind,
     )
 
 
@@ -258,11 +309,11 @@ def crm_records(
     pop: Population, start_s: int, end_s: int, rng: np.random.Generator
 ) -> tuple[pa.Table, np.ndarray]:
     """CRM records (1 per CRM person, ~25% a second in the other system) and their persons."""
-    n = pop.n
     crm = np.flatnonzero(pop.has_crm)
     # primary system: 0 shop_crm (web accounts), 1 loyalty_crm (cards)
     sys_primary = np.where(
-        pop.has_account[crm] & ~pop.has_card[crm], 0,
+        pop.has_account[crm] & ~pop.has_card[crm],
+        0,
         np.where(pop.has_card[crm] & ~pop.has_account[crm], 1, (rng.random(len(crm)) < 0.5)),
     ).astype(np.int8)
     second = rng.random(len(crm)) < SECOND_RECORD_SHARE
@@ -321,10 +372,16 @@ def crm_records(
     occupation = where(rng.random(m) < 0.3, None, occupation)
 
     rr = rng.random((m, 2))
-    card = where(pop.has_card[person] & ((system == 1) | (rr[:, 0] < 0.3)),
-                 pop.card_id.take(pa.array(person)), None)
-    user = where(pop.has_account[person] & ((system == 0) | (rr[:, 1] < 0.2)),
-                 pop.user_id.take(pa.array(person)), None)
+    card = where(
+        pop.has_card[person] & ((system == 1) | (rr[:, 0] < 0.3)),
+        pop.card_id.take(pa.array(person)),
+        None,
+    )
+    user = where(
+        pop.has_account[person] & ((system == 0) | (rr[:, 1] < 0.2)),
+        pop.user_id.take(pa.array(person)),
+        None,
+    )
 
     # new explorers join in the window; everyone else up to three years before it
     joined = pop.change[person] * 86400 + start_s
@@ -339,30 +396,29 @@ def crm_records(
         ids("SC", rng.permutation(m) + 1, 8),
         ids("LY-", rng.permutation(m) + 1, 8),
     )
-    from synthetic._text import iso
-
-    table = pa.table({
-        "crm_customer_id": crm_id,
-        "source_system": pick(["shop_crm", "loyalty_crm"], system),
-        "first_name": first,
-        "last_name": last,
-        "email": email,
-        "phone": phone,
-        "street_address": street,
-        "city": city,
-        "postcode": postcode,
-        "state": state,
-        "country": country,
-        "date_of_birth": dob,
-        "gender": gender,
-        "household_income": income_arr,
-        "occupation": occupation,
-        "loyalty_card_id": card,
-        "web_user_id": user,
-        "created_at": iso(created),
-        "updated_at": iso(updated),
-    })
-    del n
+    table = pa.table(
+        {
+            "crm_customer_id": crm_id,
+            "source_system": pick(["shop_crm", "loyalty_crm"], system),
+            "first_name": first,
+            "last_name": last,
+            "email": email,
+            "phone": phone,
+            "street_address": street,
+            "city": city,
+            "postcode": postcode,
+            "state": state,
+            "country": country,
+            "date_of_birth": dob,
+            "gender": gender,
+            "household_income": income_arr,
+            "occupation": occupation,
+            "loyalty_card_id": card,
+            "web_user_id": user,
+            "created_at": iso(created),
+            "updated_at": iso(updated),
+        }
+    )
     return table, person
 
 

@@ -14,8 +14,9 @@ def cat(*parts: pa.Array | str) -> pa.Array:
 
 def ids(prefix: str, numbers: np.ndarray, width: int) -> pa.Array:
     """`prefix` + zero-padded integers."""
-    digits = pc.utf8_lpad(pc.cast(pa.array(np.asarray(numbers, dtype=np.int64)), pa.string()),
-                          width, "0")
+    digits = pc.utf8_lpad(
+        pc.cast(pa.array(np.asarray(numbers, dtype=np.int64)), pa.string()), width, "0"
+    )
     return cat(prefix, digits)
 
 

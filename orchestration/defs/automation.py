@@ -1,6 +1,5 @@
 """The refresh job, its daily schedule, and a sensor on the landing zone."""
 
-from __future__ import annotations
 
 import hashlib
 from pathlib import Path

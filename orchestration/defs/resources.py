@@ -1,6 +1,5 @@
 """Resources built in one place from the settings."""
 
-from __future__ import annotations
 
 import time
 from collections.abc import Iterator

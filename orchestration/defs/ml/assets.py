@@ -1,6 +1,5 @@
 """scikit-learn scores and the segments built on them."""
 
-from __future__ import annotations
 
 import json
 

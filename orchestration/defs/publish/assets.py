@@ -1,6 +1,5 @@
 """The serving snapshot: replaced atomically, only after every upstream gate passed."""
 
-from __future__ import annotations
 
 import dagster as dg
 

@@ -1,6 +1,5 @@
 """great-expectations suites as blocking asset checks: a failure stops everything downstream."""
 
-from __future__ import annotations
 
 import dagster as dg
 

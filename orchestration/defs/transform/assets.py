@@ -1,8 +1,8 @@
 """dbt models as assets, split by layer so a blocking check can stop the next layer."""
 
-from __future__ import annotations
 
 import json
+import subprocess
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
@@ -36,13 +36,30 @@ def _newest_source_mtime(project_dir: Path) -> float:
     return max((p.stat().st_mtime for p in paths if p.exists()), default=0.0)
 
 
-def ensure_manifest(project: DbtProject = dbt_project) -> Path:
+def ensure_manifest(dbt_executable: str, project: DbtProject = dbt_project) -> Path:
     """Parse the dbt project when its manifest is missing or older than any project file."""
     manifest = project.manifest_path
-    if not manifest.exists() or manifest.stat().st_mtime < _newest_source_mtime(
-        project.project_dir
-    ):
-        project.preparer.prepare(project)
+    if manifest.exists() and manifest.stat().st_mtime >= _newest_source_mtime(project.project_dir):
+        return manifest
+    # dagster-dbt's own preparer would look for `dbt` on PATH; use the project environment's.
+    completed = subprocess.run(
+        [
+            dbt_executable,
+            "parse",
+            "--quiet",
+            "--project-dir",
+            str(project.project_dir),
+            "--profiles-dir",
+            str(project.profiles_dir),
+            "--target-path",
+            str(manifest.parent),
+        ],
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    if completed.returncode != 0 or not manifest.exists():
+        raise RuntimeError(f"dbt parse failed:\n{completed.stdout}\n{completed.stderr}")
     return manifest
 
 
@@ -89,8 +106,8 @@ def _layer_assets(layer: str, select: str, exclude: str | None, manifest: Path):
     return _assets
 
 
-def build_dbt_assets() -> list[dg.AssetsDefinition]:
-    manifest = ensure_manifest()
+def build_dbt_assets(dbt_executable: str) -> list[dg.AssetsDefinition]:
+    manifest = ensure_manifest(dbt_executable)
     assets = [_layer_assets(layer, select, None, manifest) for layer, select in LAYERS]
     rest_exclude = " ".join(select for _, select in LAYERS)
     models = json.loads(manifest.read_text())["nodes"].values()

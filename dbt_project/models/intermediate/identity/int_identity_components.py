@@ -21,12 +21,14 @@ def model(dbt, session):
         .set_alias("links")
         .join(record_nodes, "links.record_node = record_nodes.node_id")
         .join(identifier_nodes, "links.identifier_node = identifier_nodes.node_id")
-        .select("record_nodes.node_index as source_index, identifier_nodes.node_index as target_index")
+        .select(
+            "record_nodes.node_index as source_index, identifier_nodes.node_index as target_index"
+        )
     )
     arrays = edges.fetchnumpy()
     source = np.asarray(arrays["source_index"], dtype=np.int32)
     target = np.asarray(arrays["target_index"], dtype=np.int32)
-    n_nodes = int(nodes.aggregate("count(*) as n").fetchone()[0])
+    n_nodes = int(nodes.aggregate("count(*) as n").fetchall()[0][0])
 
     graph = coo_matrix(
         (np.ones(len(source), dtype=np.int8), (source, target)), shape=(n_nodes, n_nodes)

@@ -31,7 +31,7 @@ component_anchors as (
     -- the smallest record node names the component (every component holds a record)
     select
         component_nodes.component_index,
-        min(component_nodes.node_id) as anchor_node
+        'p_' || left({{ dbt.hash('min(component_nodes.node_id)') }}, 16) as person_id
     from component_nodes
     where component_nodes.is_record
     group by component_nodes.component_index
@@ -44,7 +44,7 @@ final as (
         component_nodes.node_id,
         component_nodes.node_type,
         component_nodes.is_record,
-        'p_' || left({{ dbt.hash('component_anchors.anchor_node') }}, 16) as person_id
+        component_anchors.person_id
     from component_nodes
     inner join component_anchors
         on component_nodes.component_index = component_anchors.component_index

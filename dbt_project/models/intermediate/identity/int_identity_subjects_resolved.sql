@@ -24,7 +24,7 @@ graph_subjects as (
 
 guarded_subjects as (
 
-    select
+    select distinct
         links.identifier_node as subject_node,
         nodes.person_id
     from links
@@ -36,12 +36,10 @@ guarded_subjects as (
 
 final as (
 
-    select distinct subject_node, person_id
-    from (
-        select * from graph_subjects
-        union all
-        select * from guarded_subjects
-    ) as subjects
+    -- disjoint: an identifier the guards keep out is never a graph node
+    select * from graph_subjects
+    union all
+    select * from guarded_subjects
 
 )
 

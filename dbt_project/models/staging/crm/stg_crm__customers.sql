@@ -1,3 +1,7 @@
+-- A table, not a view: phone parsing is a Python UDF (~40 s per million phones), read by several
+-- identity models; materialising it parses each phone once per build.
+{{ config(materialized='table') }}
+
 with
 
 source as (

@@ -1,0 +1,208 @@
+"""Set-wide checks as exact SQL over the whole table in DuckDB (never sampled).
+
+Identifiers come from the suite registry or from the table's own catalog and are quoted;
+every value travels as a bind parameter.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import re
+from collections.abc import Callable, Mapping, Sequence
+from typing import Any
+
+import duckdb
+
+from expectations.results import ERROR, WARN, ExpectationResult, to_jsonable
+from expectations.suites import PURPOSES
+
+EXAMPLES = 5
+_NAME = re.compile(r"^[a-z_][a-z0-9_]*$")
+
+
+def quote_ident(name: str) -> str:
+    return '"' + name.replace('"', '""') + '"'
+
+
+def table_ref(table: str) -> str:
+    """`schema.table` from the suite registry as a quoted identifier."""
+    parts = table.split(".")
+    if len(parts) != 2 or not all(_NAME.match(p) for p in parts):
+        raise ValueError(f"not a registry table name: {table!r}")
+    return ".".join(quote_ident(p) for p in parts)
+
+
+def table_columns(con: duckdb.DuckDBPyConnection, table: str) -> dict[str, str]:
+    """Column name -> DuckDB type, in table order; empty when the table or view does not exist."""
+    schema, name = table.split(".")
+    rows = con.execute(
+        "select column_name, data_type from information_schema.columns "
+        "where table_catalog = current_database() and table_schema = ? and table_name = ? "
+        "order by ordinal_position",
+        [schema, name],
+    ).fetchall()
+    return {column: dtype for column, dtype in rows}
+
+
+def is_base_table(con: duckdb.DuckDBPyConnection, table: str) -> bool:
+    schema, name = table.split(".")
+    row = con.execute(
+        "select table_type from information_schema.tables "
+        "where table_catalog = current_database() and table_schema = ? and table_name = ?",
+        [schema, name],
+    ).fetchone()
+    return row is not None and row[0] == "BASE TABLE"
+
+
+def row_count(con: duckdb.DuckDBPyConnection, table: str) -> int:
+    return int(con.execute(f"select count(*) from {table_ref(table)}").fetchone()[0])
+
+
+def not_empty(rows_total: int) -> ExpectationResult:
+    return ExpectationResult("table_not_empty", None, WARN, rows_total > 0, rows_total, [], None)
+
+
+def volume(rows_total: int, previous: int | None, tolerance: float) -> ExpectationResult:
+    """Row count within ±tolerance of the previous run's count (warn)."""
+    name = "table_row_count_volume"
+    if previous is None:
+        return ExpectationResult(name, None, WARN, True, "skipped: no previous_row_count", [], None)
+    low = previous * (1 - tolerance)
+    high = previous * (1 + tolerance) if previous > 0 else None
+    ok = rows_total >= low and (high is None or rows_total <= high)
+    observed = {
+        "rows": rows_total,
+        "previous_rows": previous,
+        "change": None if previous == 0 else round(rows_total / previous - 1, 4),
+        "tolerance": tolerance,
+    }
+    return ExpectationResult(name, None, WARN, ok, observed, [], None)
+
+
+def unique_key(con: duckdb.DuckDBPyConnection, table: str, key: Sequence[str]) -> ExpectationResult:
+    """Exact uniqueness of a (compound) key over every row; rows with a null key part are left
+    to the not-null rules. failing_count counts every row whose key repeats."""
+    cols = ", ".join(quote_ident(c) for c in key)
+    not_null = " and ".join(f"{quote_ident(c)} is not null" for c in key)
+    rows = con.execute(
+        f"with dup as (select {cols}, count(*) as n from {table_ref(table)} "
+        f"where {not_null} group by {cols} having count(*) > 1) "
+        f"select *, count(*) over () as keys, sum(n) over () as dup_rows from dup "
+        f"order by n desc, {cols} limit ?",
+        [EXAMPLES],
+    ).fetchall()
+    column = ", ".join(key)
+    if not rows:
+        observed = {"duplicate_keys": 0, "duplicate_rows": 0}
+        return ExpectationResult("key_unique", column, ERROR, True, observed, [], 0)
+    keys, dup_rows = int(rows[0][-2]), int(rows[0][-1])
+    examples = [{**dict(zip(key, r[: len(key)], strict=True)), "rows": r[len(key)]} for r in rows]
+    observed = {"duplicate_keys": keys, "duplicate_rows": dup_rows}
+    return ExpectationResult(
+        "key_unique", column, ERROR, False, observed, to_jsonable(examples), dup_rows
+    )
+
+
+def values_in_range(
+    con: duckdb.DuckDBPyConnection,
+    table: str,
+    column: str,
+    low: Any,
+    high: Any,
+    id_columns: Sequence[str],
+    severity: str = ERROR,
+) -> ExpectationResult:
+    """Every non-null value of `column` in [low, high), over all rows."""
+    col = quote_ident(column)
+    shown = [c for c in id_columns if c != column]
+    select = ", ".join([*(quote_ident(c) for c in shown), col])
+    rows = con.execute(
+        f"select {select}, count(*) over () as n from {table_ref(table)} "
+        f"where {col} < ? or {col} >= ? order by {col} desc limit ?",
+        [low, high, EXAMPLES],
+    ).fetchall()
+    observed = {"min_value": to_jsonable(low), "max_value_excluded": to_jsonable(high)}
+    if not rows:
+        return ExpectationResult("values_in_range", column, severity, True, observed, [], 0)
+    examples = [dict(zip([*shown, column], r[:-1], strict=True)) for r in rows]
+    count = int(rows[0][-1])
+    observed["unexpected_count"] = count
+    return ExpectationResult(
+        "values_in_range", column, severity, False, observed, to_jsonable(examples), count
+    )
+
+
+def freshness(
+    con: duckdb.DuckDBPyConnection, table: str, column: str, run_date: dt.date, days: int
+) -> ExpectationResult:
+    """Newest value of `column` within `days` of run_date (warn)."""
+    newest = con.execute(f"select max({quote_ident(column)}) from {table_ref(table)}").fetchone()[0]
+    if newest is None:
+        return ExpectationResult("freshness", column, WARN, True, "skipped: no rows", [], None)
+    newest_date = newest.date() if isinstance(newest, dt.datetime) else newest
+    age = (run_date - newest_date).days
+    observed = {"newest": to_jsonable(newest), "age_days": age, "max_age_days": days}
+    return ExpectationResult("freshness", column, WARN, age <= days, observed, [], None)
+
+
+def segment_member_consent(
+    con: duckdb.DuckDBPyConnection, parameters: Mapping[str, Any]
+) -> ExpectationResult:
+    """The privacy gate: every segment member consents to its segment's purpose.
+
+    A member whose segment has no definition, whose purpose is not in the whitelist, or whose
+    person has no profile or no consent column for that purpose fails (fail closed).
+    """
+    name = "segment_member_consent"
+    column = "segment_id, person_id"
+    missing = [
+        t
+        for t in ("marts.segment_definitions", "marts.customer_profiles")
+        if not table_columns(con, t)
+    ]
+    if missing:
+        observed = f"cannot prove consent: {', '.join(missing)} does not exist"
+        return ExpectationResult(name, column, ERROR, False, observed, [], None)
+    profile_columns = table_columns(con, "marts.customer_profiles")
+    purposes = [p for p in PURPOSES if f"consent_{p}" in profile_columns]
+    if purposes:
+        whens = " ".join(f"when ? then p.{quote_ident('consent_' + p)}" for p in purposes)
+        consented = f"coalesce(case d.purpose {whens} else null end, false)"
+    else:
+        consented = "false"
+    rows = con.execute(
+        f"""
+        with failing as (
+            select distinct m.segment_id, m.person_id, d.purpose
+            from {table_ref("marts.segment_members")} as m
+            left join {table_ref("marts.segment_definitions")} as d
+                on d.segment_id = m.segment_id
+            left join {table_ref("marts.customer_profiles")} as p
+                on p.person_id = m.person_id
+            where not {consented}
+        )
+        select segment_id, person_id, purpose, count(*) over () as n
+        from failing
+        order by segment_id, person_id
+        limit ?
+        """,
+        [*purposes, EXAMPLES],
+    ).fetchall()
+    if not rows:
+        return ExpectationResult(name, column, ERROR, True, {"members_without_consent": 0}, [], 0)
+    count = int(rows[0][3])
+    examples = [{"segment_id": s, "person_id": p, "purpose": u} for s, p, u, _ in rows]
+    return ExpectationResult(
+        name,
+        column,
+        ERROR,
+        False,
+        {"members_without_consent": count},
+        to_jsonable(examples),
+        count,
+    )
+
+
+SQL_CHECKS: dict[
+    str, Callable[[duckdb.DuckDBPyConnection, Mapping[str, Any]], ExpectationResult]
+] = {"segment_member_consent": segment_member_consent}

@@ -1,0 +1,187 @@
+"""`generate`: a deterministic synthetic landing zone with ground truth under `_truth/`."""
+
+from __future__ import annotations
+
+import shutil
+from datetime import date, datetime, timezone
+from pathlib import Path
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.csv as pacsv
+
+from synthetic import _vocab as V
+from synthetic._activity import catalog, simulate, web_sessions, write_pos, write_web
+from synthetic._io import Sink
+from synthetic._ledgers import write_campaigns, write_consent, write_privacy
+from synthetic._population import build_population, crm_records
+
+LARGE_RUN = 200_000  # customers from which files are Parquet and no faults are injected
+SOURCES = ["crm", "pos", "web", "consent", "privacy", "campaigns"]
+
+
+def _rng(seed: int, part: int) -> np.random.Generator:
+    # one independent stream per part, so changing one part leaves the others' draws alone
+    return np.random.default_rng([seed, part])
+
+
+def generate(
+    out: str | Path,
+    customers: int = 5000,
+    days: int = 180,
+    end_date: str | date = "2026-06-30",
+    seed: int = 42,
+) -> dict:
+    """Write a landing zone for `customers` true persons over `days` days ending on `end_date`.
+
+    Output depends only on the arguments. Under `out/_truth/`: `identity.csv` (one row per CRM
+    record, POS transaction and web device with its `true_person_id`), `persons.csv` and
+    `faults.csv` (rows injected to break a quarantine rule; small runs only).
+
+    A person `is_known` when identity resolution can know them: they have a CRM record, or any of
+    their records carries an email, a phone or a loyalty card. Persons seen only through web
+    devices (never logged in, never gave an email) or cash/payment-token purchases are not known.
+
+    Returns a summary: files and rows written per source, persons, known persons, faults.
+    """
+    if customers < 1 or days < 1:
+        raise ValueError("customers and days must be at least 1")
+    end = date.fromisoformat(end_date) if isinstance(end_date, str) else end_date
+    start = end.toordinal() - days + 1
+    start_s = int(datetime.fromordinal(start).replace(tzinfo=timezone.utc).timestamp())
+    end_s = start_s + days * 86400  # exclusive: midnight after end_date
+    root = Path(out)
+    for source in SOURCES + ["_truth"]:
+        if (root / source).exists():
+            shutil.rmtree(root / source)  # a re-run replaces, never mixes, generated files
+    root.mkdir(parents=True, exist_ok=True)
+    large = customers >= LARGE_RUN
+    inject = not large
+    sink = Sink(root, large)
+
+    pop = build_population(customers, days, _rng(seed, 1))
+    crm, crm_person = crm_records(pop, start_s, end_s, _rng(seed, 2))
+    for k, system in enumerate(["shop_crm", "loyalty_crm"]):
+        mask = np.asarray(crm.column("source_system").to_numpy(zero_copy_only=False) == system)
+        part = crm.filter(pa.array(mask))
+        faults = []
+        if inject and part.num_rows > 2:
+            faults = [
+                ("missing_crm_customer_id", part.num_rows // (2 + k), {"crm_customer_id": ""})
+            ]
+        sink.write(
+            "crm", f"{system}/customers_{end}", part, faults, fmt="parquet" if large else "csv"
+        )
+    crm_sorted = np.concatenate(
+        [
+            crm_person[np.asarray(crm.column("source_system").to_numpy(zero_copy_only=False) == s)]
+            for s in ["shop_crm", "loyalty_crm"]
+        ]
+    )
+    crm_keys = pa.concat_tables(
+        [
+            crm.filter(
+                pa.array(
+                    np.asarray(crm.column("source_system").to_numpy(zero_copy_only=False) == s)
+                )
+            )
+            for s in ["shop_crm", "loyalty_crm"]
+        ]
+    )
+
+    act = simulate(pop, pop.has_crm, _rng(seed, 3))
+    cat_ = catalog(seed)
+    txn_id, email_pos, card_pos = write_pos(pop, act, cat_, start_s, sink, _rng(seed, 4), inject)
+    sessions = web_sessions(pop, act, _rng(seed, 5))
+    email_web, duplicates = write_web(pop, sessions, cat_, start_s, sink, _rng(seed, 6), inject)
+
+    devices_seen = np.zeros(len(pop.device_person), bool)
+    devices_seen[sessions["device"]] = True
+    email_seen = email_pos | email_web
+    known = pop.has_crm | email_seen | card_pos
+    consent_rows = write_consent(
+        pop,
+        crm_keys,
+        crm_sorted,
+        known,
+        email_seen,
+        devices_seen,
+        start_s,
+        end_s,
+        sink,
+        _rng(seed, 7),
+        inject,
+    )
+    write_privacy(pop, crm_keys, crm_sorted, known, end_s, sink, _rng(seed, 8), inject)
+    write_campaigns(end_s, sink, _rng(seed, 9), inject)
+
+    truth = root / "_truth"
+    truth.mkdir(parents=True, exist_ok=True)
+    dev = np.flatnonzero(devices_seen)
+    identity = pa.table(
+        {
+            "source_system": pa.concat_arrays(
+                [
+                    crm_keys.column("source_system").combine_chunks(),
+                    pa.array(["pos"] * len(txn_id), pa.string()),
+                    pa.array(["web"] * len(dev), pa.string()),
+                ]
+            ),
+            "source_key": pa.concat_arrays(
+                [
+                    crm_keys.column("crm_customer_id").combine_chunks(),
+                    txn_id,
+                    pop.anonymous_id.take(pa.array(dev)),
+                ]
+            ),
+            "true_person_id": pop.person_id.take(
+                pa.array(np.concatenate([crm_sorted, act.txn_person, pop.device_person[dev]]))
+            ),
+        }
+    )
+    pacsv.write_csv(identity, truth / "identity.csv")
+    appears = np.zeros(pop.n, bool)
+    appears[crm_sorted] = True
+    appears[act.txn_person] = True
+    appears[pop.device_person[dev]] = True
+    listed = np.flatnonzero(appears)
+    persons = pa.table(
+        {
+            "true_person_id": pop.person_id.take(pa.array(listed)),
+            "persona": pa.array(np.array(V.PERSONA_NAMES)[pop.persona[listed]]),
+            "is_known": pa.array(known[listed]),
+            "p_purchase_30d": pa.array(np.round(pop.p30[listed], 6)),
+            "purchased_30d": pa.array(pop.bought30[listed]),
+        }
+    )
+    pacsv.write_csv(persons, truth / "persons.csv")
+    faults = pa.table(
+        {
+            "source": pa.array([f[0] for f in sink.faults], pa.string()),
+            "file": pa.array([f[1] for f in sink.faults], pa.string()),
+            "row_number": pa.array([f[2] for f in sink.faults], pa.int64()),
+            "rule": pa.array([f[3] for f in sink.faults], pa.string()),
+        }
+    )
+    pacsv.write_csv(faults, truth / "faults.csv")
+
+    fault_counts = {s: sum(1 for f in sink.faults if f[0] == s) for s in SOURCES}
+    return {
+        "out": str(root),
+        "customers": customers,
+        "days": days,
+        "start_date": str(date.fromordinal(start)),
+        "end_date": str(end),
+        "seed": seed,
+        "format": "parquet" if large else "csv/jsonl",
+        "persons": int(len(listed)),
+        "known_persons": int(known[listed].sum()),
+        "files": {s: int(sink.files.get(s, 0)) for s in SOURCES},
+        "rows": {s: int(sink.rows.get(s, 0)) for s in SOURCES},
+        "pos_transactions": int(len(txn_id)),
+        "web_devices": int(len(dev)),
+        "web_duplicates": int(duplicates),
+        "consent_events": int(consent_rows),
+        "faults": fault_counts,
+        "identity_rows": int(identity.num_rows),
+    }

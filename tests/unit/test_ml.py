@@ -1,0 +1,189 @@
+"""ml scoring on synthetic inputs with planted structure: clusters, propensity, RFM, model_runs."""
+
+from __future__ import annotations
+
+import json
+from datetime import date
+
+import duckdb
+import numpy as np
+import pyarrow as pa
+import pytest
+from sklearn.metrics import adjusted_rand_score
+
+from ml import score_customers
+from ml.clusters import fit_clusters
+from ml.testing import make_inputs
+
+AS_OF = date(2026, 6, 30)
+
+
+@pytest.fixture(scope="module")
+def scored():
+    con = duckdb.connect()
+    truth = make_inputs(con, n_persons=5000, as_of=AS_OF, seed=1, label="features")
+    metrics = score_customers(con, AS_OF, seed=42)
+    yield con, truth, metrics
+    con.close()
+
+
+def test_clusters_pick_sensible_k_and_recover_planted_groups(scored):
+    con, truth, metrics = scored
+    clusters = metrics["clusters"]
+    assert clusters["status"] == "trained"
+    assert 3 <= clusters["k"] <= 5
+    assert set(clusters["per_k"]) == {str(k) for k in range(3, 9)}
+    assert all("davies_bouldin" in v and "silhouette" in v for v in clusters["per_k"].values())
+    assert len(clusters["centroids"]) == clusters["k"]
+    found = dict(con.execute("select person_id, cluster_id from marts.customer_scores").fetchall())
+    labels = np.array([found[p] for p in truth.person_id])
+    assert adjusted_rand_score(truth.group, labels) > 0.7
+
+
+def test_scores_table_shape_and_ranges(scored):
+    con, _, _ = scored
+    n, persons, bad_p, deciles, bad_rfm, nulls = con.execute(
+        """
+        select
+            count(*),
+            count(distinct person_id),
+            count(*) filter (where propensity_30d not between 0 and 1),
+            count(distinct propensity_decile),
+            count(*) filter (where rfm_cell <> 'no_purchase'
+                and (rfm_recency_score not between 1 and 5
+                    or rfm_frequency_score not between 1 and 5
+                    or rfm_monetary_score not between 1 and 5)),
+            count(expected_transactions_90d) + count(probability_alive)
+        from marts.customer_scores
+        """
+    ).fetchall()[0]
+    assert n == persons == 5000
+    assert bad_p == 0 and deciles == 10 and bad_rfm == 0 and nulls == 0
+    # Decile 1 holds the most likely persons.
+    top, bottom = con.execute(
+        "select avg(propensity_30d) filter (where propensity_decile = 1), "
+        "avg(propensity_30d) filter (where propensity_decile = 10) from marts.customer_scores"
+    ).fetchall()[0]
+    assert top > bottom
+
+
+def test_propensity_validates_well_when_label_depends_on_features(scored):
+    _, _, metrics = scored
+    p = metrics["propensity"]
+    assert p["status"] == "trained"
+    assert p["roc_auc"] > 0.75
+    assert 0 < p["base_rate"] < 1 and 0 <= p["brier"] < 0.25
+    assert p["average_precision"] > p["base_rate"]
+
+
+def test_model_runs_rows_hold_metrics_json(scored):
+    con, _, metrics = scored
+    rows = con.execute(
+        "select model_name, metrics, features, params, as_of from ml.model_runs order by 1"
+    ).fetchall()
+    assert [r[0] for r in rows] == ["behavioural_clusters", "purchase_propensity"]
+    propensity = json.loads(rows[1][1])
+    assert propensity["roc_auc"] == metrics["propensity"]["roc_auc"]
+    assert "recency_days" in json.loads(rows[1][2])
+    assert json.loads(rows[0][1])["k"] == metrics["clusters"]["k"]
+    assert all(r[4] == AS_OF for r in rows)
+
+
+def test_propensity_near_chance_when_label_is_noise():
+    con = duckdb.connect()
+    make_inputs(con, n_persons=4000, as_of=AS_OF, seed=2, label="noise")
+    metrics = score_customers(con, AS_OF, seed=42)
+    assert metrics["propensity"]["status"] == "trained"
+    assert metrics["propensity"]["roc_auc"] < 0.6
+    # Appending: a second run adds rows rather than replacing.
+    score_customers(con, AS_OF, seed=42)
+    assert con.execute("select count(*) from ml.model_runs").fetchall()[0][0] == 4
+
+
+def test_untrainable_propensity_warns_and_writes_null():
+    con = duckdb.connect()
+    make_inputs(con, n_persons=300, as_of=AS_OF, seed=3)
+    con.execute(
+        "update ml.propensity_training_examples set purchased_next_30d = false"
+    )  # one class only
+    metrics = score_customers(con, AS_OF, seed=42)
+    assert metrics["propensity"]["status"] == "untrainable"
+    assert any("untrainable" in w for w in metrics["warnings"])
+    n, with_p, with_decile = con.execute(
+        "select count(*), count(propensity_30d), count(propensity_decile) "
+        "from marts.customer_scores"
+    ).fetchall()[0]
+    assert (n, with_p, with_decile) == (300, 0, 0)
+    status = con.execute(
+        "select json_extract_string(metrics, '$.status') from ml.model_runs "
+        "where model_name = 'purchase_propensity'"
+    ).fetchall()
+    assert status == [("untrainable",)]
+
+
+def test_missing_training_table_and_tiny_input_fall_back():
+    con = duckdb.connect()
+    make_inputs(con, n_persons=7, as_of=AS_OF, seed=4, training=False)
+    metrics = score_customers(con, AS_OF, seed=42)
+    assert metrics["propensity"]["status"] == "untrainable"
+    assert metrics["clusters"]["status"] == "fallback_single_cluster"
+    assert len(metrics["warnings"]) >= 2
+    clusters = con.execute("select distinct cluster_id from marts.customer_scores").fetchall()
+    assert clusters == [(0,)]
+
+
+def test_fit_clusters_fallback_below_three_rows_per_cluster():
+    model = fit_clusters(np.ones((8, 2), dtype=np.float32), ["a", "b"], seed=0)
+    assert model.k == 1 and model.warnings
+    assert model.predict(np.zeros((3, 2), dtype=np.float32)).tolist() == [0, 0, 0]
+
+
+def _features_table(rows: list[tuple]) -> pa.Table:
+    names = ("person_id", "recency_days", "frequency_365d", "monetary_365d", "web_events_30d")
+    cols = list(zip(*rows, strict=True))
+    return pa.table(
+        {
+            "person_id": pa.array(cols[0], pa.string()),
+            **{n: pa.array(c, pa.float64()) for n, c in zip(names[1:], cols[1:], strict=True)},
+        }
+    )
+
+
+def test_rfm_cells_match_hand_checked_persons():
+    # 15 purchasers with distinct values: ntile(5) puts 3 per score; recency 1..15 gives
+    # R 5,5,5,4,4,4,3,3,3,2,2,2,1,1,1; frequency is chosen for the F score; monetary = 10 * F.
+    cells = [
+        ("a", 13, "champions"),  # R5 F5
+        ("b", 1, "new_customers"),  # R5 F1
+        ("c", 4, "potential_loyalists"),  # R5 F2
+        ("d", 14, "loyal_customers"),  # R4 F5
+        ("e", 2, "promising"),  # R4 F1
+        ("f", 7, "potential_loyalists"),  # R4 F3
+        ("g", 5, "about_to_sleep"),  # R3 F2
+        ("h", 8, "need_attention"),  # R3 F3
+        ("i", 10, "loyal_customers"),  # R3 F4
+        ("j", 11, "at_risk"),  # R2 F4
+        ("k", 15, "cannot_lose_them"),  # R2 F5
+        ("l", 6, "hibernating"),  # R2 F2
+        ("m", 3, "lost"),  # R1 F1
+        ("n", 9, "at_risk"),  # R1 F3
+        ("o", 12, "at_risk"),  # R1 F4
+    ]
+    rows = [(pid, r + 1, freq, 10 * freq, 1) for r, (pid, freq, _) in enumerate(cells)]
+    rows.append(("z", None, 0, 0, 5))  # never purchased
+    con = duckdb.connect()
+    con.execute("create schema marts")
+    con.register("t", _features_table(rows))
+    con.execute(
+        "create table marts.customer_features as select person_id, "
+        "date '2026-06-30' as as_of, * exclude (person_id) from t"
+    )
+    metrics = score_customers(con, AS_OF, seed=0)
+    got = dict(con.execute("select person_id, rfm_cell from marts.customer_scores").fetchall())
+    assert got == {**{pid: cell for pid, _, cell in cells}, "z": "no_purchase"}
+    scores = con.execute(
+        "select rfm_recency_score, rfm_frequency_score, rfm_monetary_score "
+        "from marts.customer_scores where person_id = 'a'"
+    ).fetchall()
+    assert scores == [(5, 5, 5)]
+    assert metrics["rfm"]["cells"]["no_purchase"] == 1

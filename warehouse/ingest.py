@@ -1,0 +1,649 @@
+"""File ingest from the landing zone into the `raw` schema (data-contracts.md section 2).
+
+Every file is read by DuckDB into a temporary all-VARCHAR stage, then one SQL rule set types it
+into `raw.<source>` or quarantines each broken row into `raw.<source>_quarantine`. Each file is
+loaded in one transaction with its `raw.load_ledger` row, so a crash never leaves half a file.
+"""
+
+from __future__ import annotations
+
+import csv
+import hashlib
+import os
+from dataclasses import dataclass, field
+from datetime import UTC, date, datetime
+from pathlib import Path
+from typing import Any
+
+import duckdb
+
+from warehouse.sources import SOURCES, Column, SourceSpec
+
+__all__ = ["SOURCES", "FileResult", "LoadResult", "ensure_raw_schema", "load_source"]
+
+META_COLUMNS = (
+    ("_file", "VARCHAR"),
+    ("_row_number", "BIGINT"),
+    ("_loaded_at", "TIMESTAMP"),
+    ("_extra", "VARCHAR"),
+    ("_flags", "VARCHAR"),
+)
+QUARANTINE_COLUMNS = (
+    ("_file", "VARCHAR"),
+    ("_row_number", "BIGINT"),
+    ("rule", "VARCHAR"),
+    ("record", "VARCHAR"),
+    ("quarantined_at", "TIMESTAMP"),
+)
+LEDGER_COLUMNS = (
+    ("source", "VARCHAR"),
+    ("path", "VARCHAR"),
+    ("sha256", "VARCHAR"),
+    ("rows_loaded", "BIGINT"),
+    ("rows_quarantined", "BIGINT"),
+    ("status", "VARCHAR"),
+    ("message", "VARCHAR"),
+    ("loaded_at", "TIMESTAMP"),
+)
+FORMATS = {".csv": "csv", ".jsonl": "jsonl", ".ndjson": "jsonl", ".parquet": "parquet"}
+_CHUNK = 1 << 20
+_HEADER_LIMIT = 1 << 20
+# Temporary tables private to this module (one ingest at a time per connection).
+_STAGE = "temp._ingest_stage"
+_LINES = "temp._ingest_lines"
+_SCRATCH = ("temp._ingest_checked", "temp._ingest_gaps", "temp._ingest_stage2")
+_REJECTS = "_ingest_rejects"
+_SCANS = "_ingest_scans"
+# An offset at the end of a time part: such values are cast via TIMESTAMPTZ, naive ones are UTC.
+_OFFSET_RE = r"\d:\d\d(:\d\d(\.\d*)?)?\s*([Zz]|[+-]\d\d(:?\d\d)?)$"
+_TRUE = "('true', 't', '1', 'yes', 'y')"
+_FALSE = "('false', 'f', '0', 'no', 'n')"
+
+
+@dataclass
+class FileResult:
+    """Outcome for one discovered file."""
+
+    path: str
+    status: str  # 'loaded', 'rejected' or 'skipped'
+    sha256: str
+    rows_loaded: int = 0
+    rows_quarantined: int = 0
+    message: str | None = None
+    replaced: bool = False  # a new version of a path loaded before
+
+
+@dataclass
+class LoadResult:
+    """Outcome of `load_source` for one source."""
+
+    source: str
+    files_seen: int = 0
+    files_loaded: int = 0
+    files_skipped_unchanged: int = 0
+    files_rejected: list[tuple[str, str]] = field(default_factory=list)
+    rows_loaded: int = 0
+    rows_quarantined: int = 0
+    files: list[FileResult] = field(default_factory=list)
+
+    def summary(self) -> str:
+        return (
+            f"{self.source}: {self.files_seen} files seen, {self.files_loaded} loaded, "
+            f"{self.files_skipped_unchanged} unchanged, {len(self.files_rejected)} rejected; "
+            f"{self.rows_loaded} rows loaded, {self.rows_quarantined} quarantined"
+        )
+
+
+def _ident(name: str) -> str:
+    return '"' + name.replace('"', '""') + '"'
+
+
+def _literal(value: str | int | bool) -> str:
+    # Only for constants from the source specs, never for values read from files.
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, int):
+        return str(value)
+    return "'" + value.replace("'", "''") + "'"
+
+
+def _ddl(columns: tuple[tuple[str, str], ...]) -> str:
+    return ", ".join(f"{_ident(n)} {t}" for n, t in columns)
+
+
+def _spec(source: str) -> SourceSpec:
+    try:
+        return SOURCES[source]
+    except KeyError:
+        raise ValueError(f"unknown source {source!r}; expected one of {sorted(SOURCES)}") from None
+
+
+def ensure_raw_schema(con: duckdb.DuckDBPyConnection) -> None:
+    """Create schema `raw` with every source table, its quarantine table and the load ledger."""
+    con.execute("create schema if not exists raw")
+    for spec in SOURCES.values():
+        cols = tuple((c.name, c.type) for c in spec.columns) + META_COLUMNS
+        con.execute(f"create table if not exists {spec.table} ({_ddl(cols)})")
+        con.execute(
+            f"create table if not exists {spec.quarantine_table} ({_ddl(QUARANTINE_COLUMNS)})"
+        )
+    con.execute(f"create table if not exists raw.load_ledger ({_ddl(LEDGER_COLUMNS)})")
+
+
+def _skip_name(name: str) -> bool:
+    low = name.lower()
+    return name.startswith((".", "_")) or low.endswith((".tmp", ".part"))
+
+
+def discover_files(landing_root: str | Path, source: str) -> list[tuple[str, Path]]:
+    """(path relative to the landing root, absolute path) of each data file, sorted by path."""
+    root = Path(landing_root)
+    folder = root / source
+    if not folder.is_dir():
+        return []
+    found: list[tuple[str, Path]] = []
+    for dirpath, dirnames, filenames in os.walk(folder):
+        dirnames[:] = sorted(d for d in dirnames if not d.startswith((".", "_")))
+        for name in filenames:
+            if _skip_name(name) or Path(name).suffix.lower() not in FORMATS:
+                continue
+            full = Path(dirpath) / name
+            if full.is_file():
+                found.append((full.relative_to(root).as_posix(), full))
+    return sorted(found)
+
+
+def file_sha256(path: Path) -> str:
+    digest = hashlib.sha256()
+    with path.open("rb") as fh:
+        while chunk := fh.read(_CHUNK):
+            digest.update(chunk)
+    return digest.hexdigest()
+
+
+class _Rejected(Exception):
+    """The whole file is rejected; the message names the file."""
+
+
+@dataclass
+class _Stage:
+    """An all-VARCHAR stage table of columns c0..cN (JSON stages add `_line`, `_json_invalid`)."""
+
+    names: list[str]  # original column name of c<i>
+    json: bool
+    row_expr: str = "s._row_number"  # SQL for the 1-based data row number
+    has_rejects: bool = False  # malformed lines recorded in the rejects table
+
+
+def _drop_temp(con: duckdb.DuckDBPyConnection) -> None:
+    for table in (_STAGE, _LINES, f"temp.{_REJECTS}", f"temp.{_SCANS}", *_SCRATCH):
+        con.execute(f"drop table if exists {table}")
+
+
+def _csv_header(path: Path, rel: str) -> list[str] | None:
+    with path.open("rb") as fh:
+        first = fh.readline(_HEADER_LIMIT)
+    if not first.strip(b"\r\n\t \xef\xbb\xbf"):
+        return None
+    try:
+        text = first.decode("utf-8-sig")
+    except UnicodeDecodeError:
+        raise _Rejected(f"{rel}: header row is not UTF-8") from None
+    row = next(csv.reader([text.rstrip("\r\n")]), [])
+    return row
+
+
+def _stage_csv(con: duckdb.DuckDBPyConnection, path: Path, rel: str) -> _Stage | None:
+    header = _csv_header(path, rel)
+    if header is None:
+        return None
+    columns = {f"c{i}": "VARCHAR" for i in range(len(header))}
+    con.execute(
+        f"""
+        create temp table _ingest_stage as
+        select *
+        from read_csv($path, header = true, auto_detect = false, columns = $columns,
+                      delim = ',', quote = '"', escape = '"', strict_mode = true,
+                      store_rejects = true, rejects_table = '{_REJECTS}',
+                      rejects_scan = '{_SCANS}')
+        """,
+        {"path": str(path), "columns": columns},
+    )
+    # rowid follows insertion order: the stage is created outside any transaction.
+    return _Stage(header, json=False, row_expr="(s.rowid + 1)", has_rejects=_count_rejects(con) > 0)
+
+
+def _count_rejects(con: duckdb.DuckDBPyConnection) -> int:
+    exists = con.execute(
+        "select count(*) from duckdb_tables() where temporary and table_name = $t",
+        {"t": _REJECTS},
+    ).fetchone()
+    if not exists or not exists[0]:
+        return 0
+    row = con.execute(f"select count(distinct line) from temp.{_REJECTS}").fetchone()
+    return int(row[0]) if row else 0
+
+
+def _stage_jsonl(con: duckdb.DuckDBPyConnection, path: Path) -> _Stage | None:
+    # One VARCHAR column per physical line: no quoting, a delimiter JSON text never holds raw.
+    con.execute(
+        f"""
+        create temp table _ingest_lines as
+        select line
+        from read_csv($path, header = false, auto_detect = false,
+                      columns = {{'line': 'VARCHAR'}}, delim = $delim, quote = '',
+                      escape = '', strict_mode = false, max_line_size = 100000000,
+                      store_rejects = true, rejects_table = '{_REJECTS}',
+                      rejects_scan = '{_SCANS}')
+        """,
+        {"path": str(path), "delim": "\x01"},
+    )
+    keys = [
+        r[0]
+        for r in con.execute(
+            f"""
+            select distinct unnest(json_keys(line)) as k
+            from {_LINES}
+            where case when json_valid(line) then json_type(line) = 'OBJECT' else false end
+            order by k
+            """
+        ).fetchall()
+    ]
+    # JSON Pointer paths ('~' and '/' escaped) so any key text is addressed safely.
+    paths = ["/" + k.replace("~", "~0").replace("/", "~1") for k in keys]
+    values = ", ".join(f"v[{i + 1}] as c{i}" for i in range(len(keys)))
+    con.execute(
+        f"""
+        create temp table _ingest_stage as
+        select _row_number, line as _line, not ok as _json_invalid{", " if keys else ""}{values}
+        from (
+            select (rowid + 1)::bigint as _row_number, line, ok,
+                   case when ok and len($paths) > 0
+                        then json_extract_string(line, $paths) end as v
+            from (
+                select rowid, line,
+                       case when json_valid(line) then json_type(line) = 'OBJECT'
+                            else false end as ok
+                from {_LINES}
+                where trim(line) <> ''
+            )
+        )
+        """,
+        {"paths": paths or ["/"]},
+    )
+    return _Stage(names=keys, json=True, has_rejects=_count_rejects(con) > 0)
+
+
+def _stage_parquet(con: duckdb.DuckDBPyConnection, path: Path) -> _Stage:
+    described = con.execute(
+        "select column_name, column_type from (describe select * from read_parquet($path))",
+        {"path": str(path)},
+    ).fetchall()
+    exprs = []
+    for i, (name, ctype) in enumerate(described):
+        col = _ident(name)
+        if str(ctype).upper().startswith("TIMESTAMP WITH TIME ZONE"):
+            # Render instants in UTC whatever the session TimeZone is.
+            col = f"timezone('UTC', {col})"
+        exprs.append(f"cast({col} as varchar) as c{i}")
+    select = ", ".join(["(file_row_number + 1)::bigint as _row_number"] + exprs)
+    con.execute(
+        f"""
+        create temp table _ingest_stage as
+        select {select} from read_parquet($path, file_row_number = true)
+        """,
+        {"path": str(path)},
+    )
+    return _Stage(names=[n for n, _ in described], json=False)
+
+
+def _typed(col: Column, b: str) -> str:
+    """SQL parsing the blank-nulled VARCHAR expression `b` into the column's type (NULL if not)."""
+    if col.type == "DOUBLE":
+        return f"(case when isfinite(try_cast({b} as double)) then try_cast({b} as double) end)"
+    if col.type in ("INTEGER", "BIGINT"):
+        d = f"try_cast({b} as double)"
+        return f"(case when {d} = trunc({d}) then try_cast({d} as {col.type}) end)"
+    if col.type == "BOOLEAN":
+        return (
+            f"(case when lower({b}) in {_TRUE} then true "
+            f"when lower({b}) in {_FALSE} then false end)"
+        )
+    if col.type == "DATE":
+        parsed = f"try_cast({b} as date)"
+        if col.compact_date:
+            parsed = (
+                f"coalesce({parsed}, case when regexp_full_match({b}, '\\d{{8}}') "
+                f"then try_strptime({b}, '%Y%m%d')::date end)"
+            )
+        return f"({parsed})"
+    if col.type == "TIMESTAMP":
+        return (
+            f"(case when regexp_matches({b}, '{_OFFSET_RE}') "
+            f"then timezone('UTC', try_cast({b} as timestamptz)) "
+            f"else try_cast({b} as timestamp) end)"
+        )
+    return b
+
+
+def _bound(bound: str) -> str:
+    if bound == "run_date":
+        return "$run_date::date"
+    if bound == "run_date+1":
+        return "($run_date::date + 1)"
+    return f"date '{bound}'"
+
+
+def _build_load_sql(spec: SourceSpec, stage: _Stage) -> tuple[str, dict[str, Any]]:
+    """A SELECT over the stage giving every typed column, meta columns, `_record` and `_rule`."""
+    params: dict[str, Any] = {}
+    by_name: dict[str, list[int]] = {}
+    for i, name in enumerate(stage.names):
+        by_name.setdefault(name.strip().lower(), []).append(i)
+    known = {c.name for c in spec.columns}
+    extra_idx = [i for i, n in enumerate(stage.names) if n.strip().lower() not in known]
+
+    raw_cols: list[str] = []  # v_<col>: the VARCHAR value as read
+    for c in spec.columns:
+        idx = by_name.get(c.name, [])
+        if not idx:
+            v = "null::varchar"
+        elif len(idx) == 1:
+            v = f"s.c{idx[0]}"
+        else:
+            v = "coalesce(" + ", ".join(f"s.c{i}" for i in idx) + ")"
+        raw_cols.append(f"{v} as {_ident('v_' + c.name)}")
+
+    if extra_idx:
+        pairs = []
+        for i in extra_idx:
+            params[f"n{i}"] = stage.names[i]
+            pairs.append(f"$n{i}, s.c{i}")
+        all_null = " and ".join(f"s.c{i} is null" for i in extra_idx)
+        extra = f"case when {all_null} then null else json_object({', '.join(pairs)}) end"
+    else:
+        extra = "null::varchar"
+    invalid = "s._json_invalid" if stage.json else "false"
+    if stage.json:
+        record = "s._line"
+    elif stage.names:
+        pairs = []
+        for i, name in enumerate(stage.names):
+            params[f"r{i}"] = name
+            pairs.append(f"$r{i}, s.c{i}")
+        record = f"json_object({', '.join(pairs)})"
+    else:
+        record = "null::varchar"
+
+    parsed: list[str] = []  # b_<col> (blank → NULL) and p_<col> (parsed)
+    final: list[str] = []  # the value stored in raw
+    flags: list[str] = []
+    required: list[tuple[str, str]] = []
+    types: list[tuple[str, str]] = []
+    ranges: list[tuple[str, str]] = []
+    values: list[tuple[str, str]] = []
+    for c in spec.columns:
+        v, b, p = (_ident(f"{k}_{c.name}") for k in ("v", "b", "p"))
+        parsed.append(f"nullif(trim({v}), '') as {b}")
+        parsed.append(f"{_typed(c, b)} as {p}")
+        if c.required:
+            required.append((f"required:{c.name}", f"{b} is null"))
+        if c.type != "VARCHAR" and not c.soft_range:
+            types.append((f"type:{c.name}", f"{b} is not null and {p} is null"))
+        if c.type == "VARCHAR":
+            value = v
+            if c.default is not None:
+                value = f"case when {b} is null then {_literal(c.default)} else {v} end"
+        elif c.soft_range:
+            day = f"{p}::date" if c.type == "TIMESTAMP" else p
+            lo, hi = (_bound(x) for x in c.soft_range)
+            ok = f"{day} >= {lo} and {day} <= {hi}"
+            value = f"case when {ok} then {p} end"
+            flags.append(
+                f"case when {b} is not null and not coalesce({ok}, false) "
+                f"then '{c.name}_invalid' end"
+            )
+        elif c.default is not None:
+            value = f"coalesce({p}, {_literal(c.default)})"
+        else:
+            value = p
+        final.append(f"{value} as {_ident(c.name)}")
+        if c.event_time:
+            ranges.append(
+                (
+                    f"event_time_out_of_range:{c.name}",
+                    f"{p} < timestamp '1970-01-01' or {p}::date > $run_date::date + 1",
+                )
+            )
+        if c.allowed:
+            allowed = "(" + ", ".join(_literal(a) for a in c.allowed) + ")"
+            values.append((f"value_not_allowed:{c.name}", f"lower(trim({b})) not in {allowed}"))
+        if c.non_negative:
+            values.append((f"negative:{c.name}", f"{_ident(c.name)} < 0"))
+
+    ordered = [("json_invalid", "_json_invalid")] + required + types + ranges + values
+    ordered += list(spec.rules)
+    cases = " ".join(f"when {cond} then '{name}'" for name, cond in ordered)
+    flag_expr = f"nullif(concat_ws(',', {', '.join(flags)}), '')" if flags else "null::varchar"
+    sql = f"""
+        select *, case {cases} end as _rule
+        from (
+            select *, {", ".join(final)}, {flag_expr} as _flags
+            from (
+                select *, {", ".join(parsed)}
+                from (
+                    select {stage.row_expr}::bigint as _row_number, {invalid} as _json_invalid,
+                           {record} as _record,
+                           {extra} as _extra, {", ".join(raw_cols)}
+                    from {_STAGE} s
+                )
+            )
+        )
+    """
+    return sql, params
+
+
+def _row_number_map(con: duckdb.DuckDBPyConnection, stage: _Stage, header_lines: int) -> None:
+    """Shift stage row numbers past malformed lines so both count physical data rows."""
+    con.execute(
+        f"""
+        create or replace temp table _ingest_gaps as
+        select gap, max(j) as skipped
+        from (
+            select r, row_number() over (order by r) as j, r - row_number() over (order by r) as gap
+            from (select distinct line - {header_lines} as r from temp.{_REJECTS})
+        )
+        group by gap
+        """
+    )
+    con.execute(
+        f"""
+        create or replace temp table _ingest_stage2 as
+        select s.*, s._ord + coalesce(g.skipped, 0) as _row_mapped
+        from (select {stage.row_expr} as _ord, * from {_STAGE} s) s
+        asof left join temp._ingest_gaps g on s._ord > g.gap
+        """
+    )
+    con.execute(f"drop table {_STAGE}")
+    con.execute("alter table temp._ingest_stage2 rename to _ingest_stage")
+    con.execute("drop table temp._ingest_gaps")
+    stage.row_expr = "s._row_mapped"
+
+
+def _stage_file(
+    con: duckdb.DuckDBPyConnection, spec: SourceSpec, fmt: str, path: Path, rel: str
+) -> _Stage | None:
+    """Read one file into the stage (outside any transaction); None for an empty file."""
+    if fmt == "csv":
+        stage = _stage_csv(con, path, rel)
+    elif fmt == "jsonl":
+        stage = _stage_jsonl(con, path)
+    else:
+        stage = _stage_parquet(con, path)
+    if stage is None:
+        return None
+    has_valid = (
+        not stage.json
+        or con.execute(f"select count(*) from {_STAGE} where not _json_invalid").fetchone()[0] > 0
+    )
+    if has_valid:
+        present = {n.strip().lower() for n in stage.names}
+        missing = [c for c in spec.required if c not in present]
+        if missing:
+            cols = ", ".join(missing)
+            raise _Rejected(f"{rel}: missing required column(s) {cols}")
+    if stage.has_rejects:
+        _row_number_map(con, stage, header_lines=0 if stage.json else 1)
+    return stage
+
+
+def _insert_file(
+    con: duckdb.DuckDBPyConnection,
+    spec: SourceSpec,
+    stage: _Stage,
+    rel: str,
+    run_date: date,
+    loaded_at: datetime,
+) -> tuple[int, int]:
+    """Check and insert a staged file inside the caller's transaction: (loaded, quarantined)."""
+    select, params = _build_load_sql(spec, stage)
+    if "$run_date" in select:
+        params["run_date"] = run_date
+    names = [c.name for c in spec.columns]
+    cols = ", ".join(_ident(n) for n in names)
+    meta = ", ".join(_ident(n) for n, _ in META_COLUMNS)
+    # One rule pass; the record text is built only for quarantined rows (CASE is lazy).
+    con.execute(
+        f"""
+        create temp table _ingest_checked as
+        select {cols}, _row_number, _extra, _flags, _rule,
+               case when _rule is not null then _record end as _record
+        from ({select})
+        """,
+        params,
+    )
+    params = {"file": rel, "at": loaded_at}
+    inserted = con.execute(
+        f"""
+        insert into {spec.table} ({cols}, {meta})
+        select {cols}, $file, _row_number, $at, _extra, _flags
+        from temp._ingest_checked where _rule is null
+        """,
+        params,
+    ).fetchone()
+    quarantined_rows = con.execute(
+        f"""
+        insert into {spec.quarantine_table}
+        select $file, _row_number, _rule, _record, $at
+        from temp._ingest_checked where _rule is not null order by _row_number
+        """,
+        params,
+    ).fetchone()
+    con.execute("drop table temp._ingest_checked")
+    loaded = int(inserted[0]) if inserted else 0
+    quarantined = int(quarantined_rows[0]) if quarantined_rows else 0
+    if stage.has_rejects:
+        rule = "json_invalid" if stage.json else "csv_malformed"
+        header_lines = 0 if stage.json else 1
+        row = con.execute(
+            f"""
+            insert into {spec.quarantine_table}
+            select $file, line - {header_lines}, $rule,
+                   trim(any_value(csv_line order by byte_position), chr(10) || chr(13)),
+                   $at
+            from temp.{_REJECTS} group by line order by line
+            """,
+            {"file": rel, "rule": rule, "at": loaded_at},
+        ).fetchone()
+        quarantined += int(row[0]) if row else 0
+    return loaded, quarantined
+
+
+def _current_ledger(con: duckdb.DuckDBPyConnection, source: str) -> dict[str, str]:
+    rows = con.execute(
+        "select path, arg_max(sha256, loaded_at) from raw.load_ledger where source = $s "
+        "group by path",
+        {"s": source},
+    ).fetchall()
+    return {path: sha for path, sha in rows}
+
+
+def _ledger_row(
+    con: duckdb.DuckDBPyConnection,
+    source: str,
+    result: FileResult,
+    loaded_at: datetime,
+) -> None:
+    con.execute(
+        "insert into raw.load_ledger values ($s, $p, $h, $l, $q, $st, $m, $at)",
+        {
+            "s": source,
+            "p": result.path,
+            "h": result.sha256,
+            "l": result.rows_loaded,
+            "q": result.rows_quarantined,
+            "st": result.status,
+            "m": result.message,
+            "at": loaded_at,
+        },
+    )
+
+
+def load_source(
+    con: duckdb.DuckDBPyConnection,
+    source: str,
+    landing_root: str | Path,
+    run_date: date,
+) -> LoadResult:
+    """Load new or changed files of `<landing_root>/<source>/` into `raw`; idempotent."""
+    spec = _spec(source)
+    ensure_raw_schema(con)
+    result = LoadResult(source=source)
+    files = discover_files(landing_root, source)
+    result.files_seen = len(files)
+    ledger = _current_ledger(con, source)
+    for rel, path in files:
+        sha = file_sha256(path)
+        previous = ledger.get(rel)
+        if previous == sha:
+            result.files_skipped_unchanged += 1
+            result.files.append(FileResult(rel, "skipped", sha))
+            continue
+        fmt = FORMATS[path.suffix.lower()]
+        # Distinct per file so the ledger's newest row per path is unambiguous.
+        loaded_at = datetime.now(UTC).replace(tzinfo=None)
+        outcome = FileResult(rel, "loaded", sha, replaced=previous is not None)
+        _drop_temp(con)
+        try:
+            try:
+                stage = _stage_file(con, spec, fmt, path, rel)
+            except (_Rejected, duckdb.Error) as exc:
+                # Only reading the file rejects it; warehouse errors below propagate (retryable).
+                message = str(exc) if isinstance(exc, _Rejected) else f"{rel}: {exc}"
+                outcome = FileResult(rel, "rejected", sha, message=message.splitlines()[0])
+                stage = None
+            con.execute("begin transaction")
+            try:
+                if outcome.status == "loaded":
+                    if previous is not None:
+                        for table in (spec.table, spec.quarantine_table):
+                            con.execute(f"delete from {table} where _file = $f", {"f": rel})
+                    if stage is not None:
+                        counts = _insert_file(con, spec, stage, rel, run_date, loaded_at)
+                        outcome.rows_loaded, outcome.rows_quarantined = counts
+                # A rejected new version leaves what the path loaded before in place.
+                _ledger_row(con, source, outcome, loaded_at)
+                con.execute("commit")
+            except BaseException:
+                con.execute("rollback")
+                raise
+        finally:
+            _drop_temp(con)
+        result.files.append(outcome)
+        if outcome.status == "rejected":
+            result.files_rejected.append((rel, outcome.message or rel))
+        else:
+            result.files_loaded += 1
+            result.rows_loaded += outcome.rows_loaded
+            result.rows_quarantined += outcome.rows_quarantined
+    return result
