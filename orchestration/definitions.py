@@ -20,7 +20,12 @@ def build_definitions(settings: Settings | None = None) -> dg.Definitions:
     resources["serving"] = str(settings.serving)
     schedules, sensors = build_automation(settings)
     return dg.Definitions(
-        assets=[*ingest_assets, *build_dbt_assets(settings.dbt_executable), *ml_assets, serving_snapshot],
+        assets=[
+            *ingest_assets,
+            *build_dbt_assets(settings.dbt_executable),
+            *ml_assets,
+            serving_snapshot,
+        ],
         asset_checks=gx_checks,
         jobs=[refresh_job],
         schedules=schedules,

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import time
 from dataclasses import dataclass
 
@@ -112,17 +113,24 @@ class RefreshOutcome:
         return EXIT_OK
 
 
-def execute_refresh(settings: Settings) -> RefreshOutcome:
+def execute_refresh(settings: Settings, log_level: str = "WARNING") -> RefreshOutcome:
     """Materialise the refresh job on the instance in DAGSTER_HOME, so runs show in the UI."""
     from orchestration.definitions import build_definitions
 
     started = time.monotonic()
     settings.export_to_process()
     settings.dagster_home.mkdir(parents=True, exist_ok=True)
+    # An empty instance config means "store everything under DAGSTER_HOME", without a notice.
+    (settings.dagster_home / "dagster.yaml").touch(exist_ok=True)
     defs = build_definitions(settings)
     instance = dg.DagsterInstance.get()
     job = defs.resolve_job_def("refresh")
-    result = job.execute_in_process(instance=instance, raise_on_error=False)
+    result = job.execute_in_process(
+        instance=instance,
+        raise_on_error=False,
+        # The console gets warnings and errors; every event is still in the instance (UI).
+        run_config={"loggers": {"console": {"config": {"log_level": log_level}}}},
+    )
     step_failures = []
     for event in result.all_events:
         if event.event_type_value == "STEP_FAILURE":
@@ -144,8 +152,14 @@ def execute_refresh(settings: Settings) -> RefreshOutcome:
 
 
 def run_refresh(settings: Settings) -> int:
+    log_dir = settings.warehouse.parent / "logs"
+    log_dir.mkdir(parents=True, exist_ok=True)
+    log_path = log_dir / "microseg-run.log"
+    print(f"running the refresh job; dbt output goes to {log_path}", flush=True)
     try:
-        outcome = execute_refresh(settings)
+        # dbt's own progress lines are written to stdout; keep them out of the summary.
+        with open(log_path, "w") as log, contextlib.redirect_stdout(log):
+            outcome = execute_refresh(settings)
     except Exception as exc:  # a broken project or instance: say so in one line
         print(f"microseg run: could not run the pipeline: {exc}")
         return EXIT_CANNOT_RUN

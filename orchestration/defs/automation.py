@@ -1,6 +1,5 @@
 """The refresh job, its daily schedule, and a sensor on the landing zone."""
 
-
 import hashlib
 from pathlib import Path
 

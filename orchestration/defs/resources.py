@@ -1,6 +1,5 @@
 """Resources built in one place from the settings."""
 
-
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager

@@ -1,6 +1,5 @@
 """One asset per landing-zone source: files into raw.<source>, bad rows into quarantine."""
 
-
 import dagster as dg
 from warehouse.ingest import SOURCES, ensure_raw_schema, load_source
 

@@ -1,6 +1,5 @@
 """scikit-learn scores and the segments built on them."""
 
-
 import json
 
 import dagster as dg

@@ -1,6 +1,5 @@
 """The serving snapshot: replaced atomically, only after every upstream gate passed."""
 
-
 import dagster as dg
 
 from orchestration.defs.resources import WarehouseResource

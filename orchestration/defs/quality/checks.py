@@ -1,6 +1,5 @@
 """great-expectations suites as blocking asset checks: a failure stops everything downstream."""
 
-
 import dagster as dg
 
 from expectations import validate

@@ -1,6 +1,5 @@
 """dbt models as assets, split by layer so a blocking check can stop the next layer."""
 
-
 import json
 import subprocess
 from collections.abc import Mapping
