@@ -372,8 +372,12 @@ def crm_records(
     occupation = where(rng.random(m) < 0.3, None, occupation)
 
     rr = rng.random((m, 2))
+    # Cards are registered in the loyalty CRM; a card holder without a loyalty record has it
+    # on the shop record instead (card-only holders have no CRM record at all).
+    in_loyalty = np.zeros(len(pop.has_card), bool)
+    in_loyalty[person[system == 1]] = True
     card = where(
-        pop.has_card[person] & ((system == 1) | (rr[:, 0] < 0.3)),
+        pop.has_card[person] & ((system == 1) | (rr[:, 0] < 0.3) | ~in_loyalty[person]),
         pop.card_id.take(pa.array(person)),
         None,
     )
