@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import csv
+import hashlib
+import shutil
 from pathlib import Path
 
 import duckdb
@@ -195,3 +197,45 @@ def test_segments_and_scores_exist(warehouse):
         warehouse.execute("select segment_id, members from marts.segment_summary").fetchall()
     )
     assert sum(1 for v in sizes.values() if v > 0) >= 5
+
+
+def test_failed_gate_stops_downstream_and_keeps_the_snapshot(pipeline, tmp_path):
+    """A row that breaks a raw rule (as a faulty loader would write it) blocks the whole run."""
+    source = pipeline["settings"]
+    warehouse_copy = tmp_path / "warehouse.duckdb"
+    serving_copy = tmp_path / "serving.duckdb"
+    shutil.copy(source.warehouse, warehouse_copy)
+    shutil.copy(source.serving, serving_copy)
+    before = hashlib.sha256(serving_copy.read_bytes()).hexdigest()
+    con = duckdb.connect(str(warehouse_copy))
+    con.execute(
+        "insert into raw.pos (transaction_id, line_number, transacted_at, quantity, unit_price, "
+        "is_return, _file, _row_number, _loaded_at) values ('T-broken', 1, "
+        "timestamp '2026-06-01 10:00:00', 1, -5.0, false, 'pos/broken.csv', 1, now())"
+    )
+    con.close()
+    env = {
+        "MICROSEG_LANDING_DIR": str(pipeline["landing"]),
+        "MICROSEG_WAREHOUSE": str(warehouse_copy),
+        "MICROSEG_SERVING": str(serving_copy),
+        "MICROSEG_EXPORT_DIR": str(tmp_path / "exports"),
+        "DAGSTER_HOME": str(tmp_path / "dagster_home"),
+        "MICROSEG_HMAC_KEY": "integration-test-key",
+        "MICROSEG_MIN_SEGMENT_SIZE": "5",
+    }
+    with pytest.MonkeyPatch.context() as mp:
+        for name, value in env.items():
+            mp.setenv(name, value)
+        outcome = execute_refresh(load_settings())
+    assert outcome.exit_code == 1
+    assert not outcome.published
+    assert [(key, check) for key, check, _ in outcome.failed_checks] == [("raw/pos", "gx_pos")]
+    assert "unit_price" in outcome.failed_checks[0][2]
+    materialised = {
+        "/".join(e.asset_key.path)
+        for e in outcome.result.all_events
+        if e.event_type_value == "ASSET_MATERIALIZATION"
+    }
+    assert "raw/pos" in materialised
+    assert not materialised & {"staging/stg_pos__transaction_lines", "marts/customer_profiles"}
+    assert hashlib.sha256(serving_copy.read_bytes()).hexdigest() == before

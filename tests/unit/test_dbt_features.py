@@ -147,31 +147,69 @@ POS_ROWS = [
     _pos("T90", "2026-06-15 10:00:00", 1, 7.0),
     # a line delivered again later: the later load wins
     _pos("T50", "2026-06-29 10:00:00", 1, 1.0, loaded="2026-06-29 23:00:00", row=7),
-    _pos("T50", "2026-06-29 10:00:00", 3, 1.0, loaded="2026-06-30 23:00:00", row=2,
-         file="pos/b.csv"),  # fmt: skip
+    _pos(
+        "T50", "2026-06-29 10:00:00", 3, 1.0, loaded="2026-06-30 23:00:00", row=2, file="pos/b.csv"
+    ),  # fmt: skip
 ]
 
 WEB_ROWS = [
     # p1 device d1: a web purchase, with a Paris location that the CRM address outranks
-    _web("w1", "2026-06-10 10:00:00", "purchase", "d1", order="o1", revenue=50.0,
-         device="Mobile", geo=PARIS, session="s1"),  # fmt: skip
+    _web(
+        "w1",
+        "2026-06-10 10:00:00",
+        "purchase",
+        "d1",
+        order="o1",
+        revenue=50.0,
+        device="Mobile",
+        geo=PARIS,
+        session="s1",
+    ),  # fmt: skip
     # p2 device d2: window edges (as_of 2026-06-30)
-    _web("e1", "2026-06-24 10:00:00", "page_view", "d2", session="sA", device="mobile", geo=PARIS,
-         email=" B@Y.ORG ", user=" u2 "),  # fmt: skip
-    _web("e2", "2026-06-23 23:50:00", "product_view", "d2", session="sB", device="desktop",
-         geo=PARIS),  # fmt: skip
-    _web("e3", "2026-06-24 00:10:00", "product_view", "d2", session="sB", device="DESKTOP",
-         geo=PARIS),  # fmt: skip
-    _web("e4", "2026-06-01 08:00:00", "add_to_cart", "d2", session="sC", device="mobile",
-         geo=BERLIN),  # fmt: skip
+    _web(
+        "e1",
+        "2026-06-24 10:00:00",
+        "page_view",
+        "d2",
+        session="sA",
+        device="mobile",
+        geo=PARIS,
+        email=" B@Y.ORG ",
+        user=" u2 ",
+    ),  # fmt: skip
+    _web(
+        "e2", "2026-06-23 23:50:00", "product_view", "d2", session="sB", device="desktop", geo=PARIS
+    ),  # fmt: skip
+    _web(
+        "e3", "2026-06-24 00:10:00", "product_view", "d2", session="sB", device="DESKTOP", geo=PARIS
+    ),  # fmt: skip
+    _web(
+        "e4", "2026-06-01 08:00:00", "add_to_cart", "d2", session="sC", device="mobile", geo=BERLIN
+    ),  # fmt: skip
     _web("e5", "2026-05-31 12:00:00", "search", "d2", session="sD", device="mobile"),
     _web("e6", "2026-04-02 12:00:00", "email_open", "d2", session="sE", device="smart-tv"),
     _web("e7", "2026-04-01 12:00:00", "page_view", "d2", session="sF", device="tablet"),
-    _web("e8", "2026-07-01 00:00:00", "purchase", "d2", session="sG", device="mobile",
-         order="o8", revenue=99.0),  # fmt: skip
+    _web(
+        "e8",
+        "2026-07-01 00:00:00",
+        "purchase",
+        "d2",
+        session="sG",
+        device="mobile",
+        order="o8",
+        revenue=99.0,
+    ),  # fmt: skip
     # e1 delivered again later with other values: the first load wins
-    _web("e1", "2026-06-24 10:00:00", "purchase", "d2", order="oX", revenue=500.0,
-         loaded="2026-07-02 00:00:00", file="web/b.jsonl"),  # fmt: skip
+    _web(
+        "e1",
+        "2026-06-24 10:00:00",
+        "purchase",
+        "d2",
+        order="oX",
+        revenue=500.0,
+        loaded="2026-07-02 00:00:00",
+        file="web/b.jsonl",
+    ),  # fmt: skip
     # an unknown device: no person
     _web("x1", "2026-06-20 10:00:00", "purchase", "d9", order="o9", revenue=9.0),
 ]
@@ -443,7 +481,6 @@ def test_training_features_match_a_cutoff_replay(warehouse):
         d[0] for d in warehouse.execute("select * from marts.customer_features").description
     ][2:]
     training_columns = [
-        d[0]
-        for d in warehouse.execute("select * from ml.propensity_training_examples").description
+        d[0] for d in warehouse.execute("select * from ml.propensity_training_examples").description
     ]
     assert training_columns == ["person_id", "cutoff_date", *feature_columns, "purchased_next_30d"]
