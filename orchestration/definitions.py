@@ -5,6 +5,7 @@ from __future__ import annotations
 import dagster as dg
 
 from orchestration.defs.automation import build_automation, refresh_job
+from orchestration.defs.identity.assets import identity_assets, identity_checks
 from orchestration.defs.ingest.assets import ingest_assets
 from orchestration.defs.ml.assets import ml_assets
 from orchestration.defs.publish.assets import serving_snapshot
@@ -22,11 +23,12 @@ def build_definitions(settings: Settings | None = None) -> dg.Definitions:
     return dg.Definitions(
         assets=[
             *ingest_assets,
+            *identity_assets,
             *build_dbt_assets(settings.dbt_executable),
             *ml_assets,
             serving_snapshot,
         ],
-        asset_checks=gx_checks,
+        asset_checks=[*gx_checks, *identity_checks],
         jobs=[refresh_job],
         schedules=schedules,
         sensors=sensors,

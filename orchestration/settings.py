@@ -35,6 +35,17 @@ def _float(env: dict[str, str], name: str, default: float, lo: float, hi: float)
     return value
 
 
+def _bool(env: dict[str, str], name: str, default: bool) -> bool:
+    raw = (env.get(name) or "").strip().lower()
+    if not raw:
+        return default
+    if raw in ("1", "true", "yes", "on"):
+        return True
+    if raw in ("0", "false", "no", "off"):
+        return False
+    raise SettingsError(f"{name}={raw!r} is not a boolean (true/false)")
+
+
 def _int(env: dict[str, str], name: str, default: int, lo: int) -> int:
     raw = env.get(name)
     if not raw:
@@ -66,6 +77,12 @@ class Settings:
     freshness_days: int = 3
     gx_sample_rows: int = 200_000
     seed: int = 42
+    identity_match_threshold: float = 0.95
+    identity_max_cluster_size: int = 50
+    identity_max_values_per_type: int = 5
+    identity_retrain: bool = False
+    identity_blocklist: tuple[str, ...] = ()
+    identity_overrides: Path | None = None
 
     @property
     def dbt_executable(self) -> str:
@@ -134,4 +151,14 @@ def load_settings(env: dict[str, str] | None = None) -> Settings:
         freshness_days=_int(env, "MICROSEG_FRESHNESS_DAYS", 3, 0),
         gx_sample_rows=_int(env, "MICROSEG_GX_SAMPLE_ROWS", 200_000, 1000),
         seed=_int(env, "MICROSEG_SEED", 42, 0),
+        identity_match_threshold=_float(env, "MICROSEG_IDENTITY_MATCH_THRESHOLD", 0.95, 0.5, 1.0),
+        identity_max_cluster_size=_int(env, "MICROSEG_IDENTITY_MAX_CLUSTER_SIZE", 50, 2),
+        identity_max_values_per_type=_int(env, "MICROSEG_IDENTITY_MAX_VALUES_PER_TYPE", 5, 1),
+        identity_retrain=_bool(env, "MICROSEG_IDENTITY_RETRAIN", False),
+        identity_blocklist=tuple(
+            v.strip().lower()
+            for v in (env.get("MICROSEG_IDENTITY_BLOCKLIST") or "").split(",")
+            if v.strip()
+        ),
+        identity_overrides=_path(env, "MICROSEG_IDENTITY_OVERRIDES", "data/identity_overrides.csv"),
     )

@@ -60,9 +60,7 @@ def _normalize_phone_arrow(phones: pa.Array, regions: pa.Array) -> pa.Array:
         type=pa.string(),
     )
     index = pc.index_in(
-        pc.binary_join_element_wise(
-            pc.fill_null(phones, "\0"), pc.fill_null(regions, ""), "\x1f"
-        ),
+        pc.binary_join_element_wise(pc.fill_null(phones, "\0"), pc.fill_null(regions, ""), "\x1f"),
         value_set=pc.binary_join_element_wise(
             pc.fill_null(distinct.column("p"), "\0"), pc.fill_null(distinct.column("r"), ""), "\x1f"
         ),

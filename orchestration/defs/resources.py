@@ -28,6 +28,12 @@ class WarehouseResource(dg.ConfigurableResource):
     freshness_days: int = 3
     gx_sample_rows: int = 200_000
     seed: int = 42
+    identity_match_threshold: float = 0.95
+    identity_max_cluster_size: int = 50
+    identity_max_values_per_type: int = 5
+    identity_retrain: bool = False
+    identity_blocklist: list[str] = []
+    identity_overrides: str | None = None
     _lock_wait_s: float = PrivateAttr(default=30.0)
 
     @contextmanager
@@ -84,6 +90,14 @@ def build_resources(settings: Settings | None = None) -> dict:
             freshness_days=settings.freshness_days,
             gx_sample_rows=settings.gx_sample_rows,
             seed=settings.seed,
+            identity_match_threshold=settings.identity_match_threshold,
+            identity_max_cluster_size=settings.identity_max_cluster_size,
+            identity_max_values_per_type=settings.identity_max_values_per_type,
+            identity_retrain=settings.identity_retrain,
+            identity_blocklist=list(settings.identity_blocklist),
+            identity_overrides=str(settings.identity_overrides)
+            if settings.identity_overrides
+            else None,
         ),
         "dbt": DbtCliResource(
             project_dir=str(DBT_PROJECT_DIR),

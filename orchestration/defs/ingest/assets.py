@@ -1,9 +1,9 @@
 """One asset per landing-zone source: files into raw.<source>, bad rows into quarantine."""
 
 import dagster as dg
-from warehouse.ingest import SOURCES, ensure_raw_schema, load_source
 
 from orchestration.defs.resources import WarehouseResource
+from warehouse.ingest import SOURCES, ensure_raw_schema, load_source
 
 
 def _ingest_asset(source: str) -> dg.AssetsDefinition:
