@@ -28,7 +28,9 @@ ui: venv
 lint: venv
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
-	$(BIN)/sqlfluff lint dbt_project/models
+	mkdir -p data
+	MICROSEG_WAREHOUSE=$(CURDIR)/data/lint.duckdb MICROSEG_HMAC_KEY=lint-only \
+		MICROSEG_REPO_ROOT=$(CURDIR) $(BIN)/sqlfluff lint dbt_project/models --processes 2
 
 format: venv
 	$(BIN)/ruff format .

@@ -143,6 +143,8 @@ POS_ROWS = [
     _pos("T33", "2026-06-30 12:00:00", 1, 20.0),
     # p4: first seen 2026-05-20, buys exactly at the end of the 2026-05-31 cutoff day
     _pos("T40", "2026-06-01 00:00:00", 1, 30.0),
+    # p6: active only long before every cutoff's 365-day window
+    _pos("T60", "2025-02-01 09:00:00", 1, 12.0, cat="garden"),
     # a cash sale: no person
     _pos("T90", "2026-06-15 10:00:00", 1, 7.0),
     # a line delivered again later: the later load wins
@@ -210,6 +212,7 @@ WEB_ROWS = [
         loaded="2026-07-02 00:00:00",
         file="web/b.jsonl",
     ),  # fmt: skip
+    _web("w6", "2025-03-01 09:00:00", "page_view", "d6", geo=BERLIN),
     # an unknown device: no person
     _web("x1", "2026-06-20 10:00:00", "purchase", "d9", order="o9", revenue=9.0),
 ]
@@ -219,6 +222,7 @@ IDENTITY_MAP = [
     ("pos", "T5", "p1"), ("web", "d1", "p1"), ("web", "d2", "p2"),
     ("pos", "T30", "p3"), ("pos", "T31", "p3"), ("pos", "T32", "p3"), ("pos", "T33", "p3"),
     ("pos", "T40", "p4"), ("pos", "T50", "p4"), ("pos", "T90", None), ("crm", "c1", "p1"),
+    ("pos", "T60", "p6"), ("web", "d6", "p6"),
 ]  # fmt: skip
 
 # person_id, first_seen_at, city, postcode, state, country
@@ -228,6 +232,7 @@ PROFILES = [
     ("p3", "2026-01-01 00:00:00", None, None, None, None),
     ("p4", "2026-05-20 00:00:00", None, None, None, None),
     ("p5", "2026-03-01 00:00:00", None, None, None, None),
+    ("p6", None, None, None, None, None),
 ]
 
 
@@ -357,14 +362,14 @@ def test_web_staging_keeps_first_load(warehouse):
     assert e1["device_type"] == "mobile"
     e6 = _row(warehouse, "select * from staging.stg_web__events where event_id = ?", ["e6"])
     assert e6["device_type"] is None
-    assert warehouse.execute("select count(*) from staging.stg_web__events").fetchone() == (10,)
+    assert warehouse.execute("select count(*) from staging.stg_web__events").fetchone() == (11,)
 
 
 def test_one_feature_row_per_profile(warehouse):
     rows = warehouse.execute(
         "select person_id, as_of from marts.customer_features order by person_id"
     ).fetchall()
-    assert rows == [(p, date(2026, 6, 30)) for p in ("p1", "p2", "p3", "p4", "p5")]
+    assert rows == [(p, date(2026, 6, 30)) for p in ("p1", "p2", "p3", "p4", "p5", "p6")]
 
 
 def test_rfm_with_return_and_365_day_edge(warehouse):
@@ -462,7 +467,19 @@ def test_training_examples_labels_at_window_edges(warehouse):
     assert got[("p1", "2026-04-01")][0] is False
     # p5 first seen 03-01: present at every cutoff, never buys
     assert [k[1] for k in got if k[0] == "p5"] == ["2026-04-01", "2026-05-01", "2026-05-31"]
-    assert len(rows) == 3 + 3 + 3 + 1 + 3
+    assert [got[("p6", c)] for c in ("2026-04-01", "2026-05-01", "2026-05-31")] == [
+        (False, 424, 0), (False, 454, 0), (False, 484, 0),
+    ]  # fmt: skip
+    assert len(rows) == 3 + 3 + 3 + 1 + 3 + 3
+
+
+def test_activity_older_than_every_window(warehouse):
+    f = _features(warehouse, "p6")
+    assert f["recency_days"] == 514  # 2025-02-01 to 2026-06-30
+    assert f["days_since_last_visit"] == 486  # 2025-03-01
+    assert f["tenure_days"] == 514  # no profile date: first activity
+    assert (f["frequency_365d"], f["monetary_365d"], f["n_categories_365d"]) == (0, 0.0, 0)
+    assert f["home_city"] == "Berlin"  # web location, however old
 
 
 def test_training_features_match_a_cutoff_replay(warehouse):

@@ -36,10 +36,6 @@ web_days as (
         person_id,
         activity_date,
         count(*) as web_events,
-        count(
-            distinct case when event_type = 'purchase' then coalesce(order_id, event_id) end
-        ) as web_orders,
-        sum(case when event_type = 'purchase' then coalesce(revenue, 0) else 0 end) as web_revenue,
         sum(case when event_type = 'email_open' then 1 else 0 end) as email_opens,
         sum(case when event_type = 'email_click' then 1 else 0 end) as email_clicks,
         sum(case when event_type = 'search' then 1 else 0 end) as searches,
@@ -51,6 +47,32 @@ web_days as (
         sum(case when device_type = 'tablet' then 1 else 0 end) as tablet_events,
         sum(case when device_type = 'app' then 1 else 0 end) as app_events
     from web_events
+    group by person_id, activity_date
+
+),
+
+web_orders as (
+
+    -- purchase events of one order on one day count once (a distinct count per day is slow)
+    select
+        person_id,
+        activity_date,
+        coalesce(order_id, event_id) as order_key,
+        sum(coalesce(revenue, 0)) as revenue
+    from web_events
+    where event_type = 'purchase'
+    group by person_id, activity_date, coalesce(order_id, event_id)
+
+),
+
+web_order_days as (
+
+    select
+        person_id,
+        activity_date,
+        count(*) as web_orders,
+        sum(revenue) as web_revenue
+    from web_orders
     group by person_id, activity_date
 
 ),
@@ -88,8 +110,8 @@ joined as (
         coalesce(pos_days.pos_lines, 0) as pos_lines,
         coalesce(pos_days.pos_return_lines, 0) as pos_return_lines,
         coalesce(web_days.web_events, 0) as web_events,
-        coalesce(web_days.web_orders, 0) as web_orders,
-        coalesce(web_days.web_revenue, 0) as web_revenue,
+        coalesce(web_order_days.web_orders, 0) as web_orders,
+        coalesce(web_order_days.web_revenue, 0) as web_revenue,
         coalesce(web_days.email_opens, 0) as email_opens,
         coalesce(web_days.email_clicks, 0) as email_clicks,
         coalesce(web_days.searches, 0) as searches,
@@ -105,6 +127,10 @@ joined as (
         on
             pos_days.person_id = web_days.person_id
             and pos_days.activity_date = web_days.activity_date
+    left join web_order_days
+        on
+            web_days.person_id = web_order_days.person_id
+            and web_days.activity_date = web_order_days.activity_date
 
 ),
 

@@ -50,6 +50,22 @@ spine as (
 
 ),
 
+{#- Days before every cutoff's 365-day window feed only first/last dates: summarise them once. #}
+{%- set history_start = dbt.dateadd('day', -(365 + training_cutoff_offsets() | max), as_of_date()) %}
+
+old_history as (
+
+    select
+        person_id,
+        min(activity_date) as first_activity_date,
+        max(case when purchases > 0 then activity_date end) as last_purchase_date,
+        max(case when web_events > 0 then activity_date end) as last_visit_date
+    from customer_days
+    where activity_date <= cast({{ history_start }} as date)
+    group by person_id
+
+),
+
 days_before_cutoffs as (
 
     select
@@ -59,7 +75,9 @@ days_before_cutoffs as (
             as days_before_cutoff
     from customer_days
     inner join cutoffs
-        on customer_days.activity_date <= cutoffs.cutoff_date
+        on
+            customer_days.activity_date <= cutoffs.cutoff_date
+            and customer_days.activity_date > cast({{ history_start }} as date)
 
 ),
 
@@ -122,8 +140,11 @@ categories_ranked as (
     select
         categories_before_cutoffs.*,
         row_number() over (
-            partition by person_id, cutoff_date
-            order by purchases desc, amount desc, product_category
+            partition by categories_before_cutoffs.person_id, categories_before_cutoffs.cutoff_date
+            order by
+                categories_before_cutoffs.purchases desc,
+                categories_before_cutoffs.amount desc,
+                categories_before_cutoffs.product_category asc
         ) as category_rank
     from categories_before_cutoffs
 
@@ -170,14 +191,14 @@ geos_ranked as (
     select
         geos_before_cutoffs.*,
         row_number() over (
-            partition by person_id, cutoff_date
+            partition by geos_before_cutoffs.person_id, geos_before_cutoffs.cutoff_date
             order by
-                web_events desc,
-                last_seen_date desc,
-                geo_country,
-                geo_region,
-                geo_city,
-                geo_postcode
+                geos_before_cutoffs.web_events desc,
+                geos_before_cutoffs.last_seen_date desc,
+                geos_before_cutoffs.geo_country asc,
+                geos_before_cutoffs.geo_region asc,
+                geos_before_cutoffs.geo_city asc,
+                geos_before_cutoffs.geo_postcode asc
         ) as geo_rank
     from geos_before_cutoffs
 
@@ -185,7 +206,8 @@ geos_ranked as (
 
 web_geos as (
 
-    select * from geos_ranked where geo_rank = 1
+    select * from geos_ranked
+    where geo_rank = 1
 
 ),
 
@@ -194,14 +216,12 @@ combined as (
     select
         spine.person_id,
         spine.cutoff_date,
-        case
-            when spine.profile_first_seen_date > spine.cutoff_date then activity.first_activity_date
-            when activity.first_activity_date < spine.profile_first_seen_date
-                then activity.first_activity_date
-            else coalesce(spine.profile_first_seen_date, activity.first_activity_date)
-        end as first_seen_date,
-        activity.last_purchase_date,
-        activity.last_visit_date,
+        spine.profile_first_seen_date,
+        coalesce(old_history.first_activity_date, activity.first_activity_date)
+            as first_activity_date,
+        coalesce(activity.last_purchase_date, old_history.last_purchase_date)
+            as last_purchase_date,
+        coalesce(activity.last_visit_date, old_history.last_visit_date) as last_visit_date,
         coalesce(activity.frequency_365d, 0) as frequency_365d,
         coalesce(activity.pos_net_amount_365d, 0) as pos_net_amount_365d,
         coalesce(activity.web_revenue_365d, 0) as web_revenue_365d,
@@ -244,10 +264,28 @@ combined as (
     from spine
     left join activity
         on spine.person_id = activity.person_id and spine.cutoff_date = activity.cutoff_date
+    left join old_history
+        on spine.person_id = old_history.person_id
     left join categories
         on spine.person_id = categories.person_id and spine.cutoff_date = categories.cutoff_date
     left join web_geos
         on spine.person_id = web_geos.person_id and spine.cutoff_date = web_geos.cutoff_date
+
+),
+
+first_seen as (
+
+    -- the earlier of the profile's first_seen_at and the first activity, if by the cutoff day
+    select
+        combined.*,
+        case
+            when combined.profile_first_seen_date > combined.cutoff_date
+                then combined.first_activity_date
+            when combined.first_activity_date < combined.profile_first_seen_date
+                then combined.first_activity_date
+            else coalesce(combined.profile_first_seen_date, combined.first_activity_date)
+        end as first_seen_date
+    from combined
 
 ),
 
@@ -272,7 +310,9 @@ final as (
             when pos_lines_365d > 0 then cast(pos_return_lines_365d as double) / pos_lines_365d
             else 0.0
         end as return_rate_365d,
-        cast({{ dbt.datediff('first_seen_date', 'cutoff_date', 'day') }} as bigint) as tenure_days,
+        cast(
+            {{ dbt.datediff('first_seen_date', 'cutoff_date', 'day') }} as bigint
+        ) as tenure_days,
         cast(
             {{ dbt.datediff('last_visit_date', 'cutoff_date', 'day') }} as bigint
         ) as days_since_last_visit,
@@ -295,10 +335,12 @@ final as (
             case when purchases_30d = 0 then cart_adds_30d else 0 end as bigint
         ) as cart_adds_without_purchase_30d,
         {%- for device in ['mobile', 'desktop', 'tablet', 'app'] %}
-        case
-            when web_events_90d > 0 then cast({{ device }}_events_90d as double) / web_events_90d
-            else 0.0
-        end as share_{{ device }},
+            case
+                when
+                    web_events_90d > 0
+                    then cast({{ device }}_events_90d as double) / web_events_90d
+                else 0.0
+            end as share_{{ device }},
         {%- endfor %}
         case
             when web_revenue_365d + greatest(pos_net_amount_365d, 0) > 0
@@ -314,7 +356,7 @@ final as (
             as home_country,
         cast(case when home_source = 'profile' then postcode else geo_postcode end as varchar)
             as home_postcode
-    from combined
+    from first_seen
 
 )
 

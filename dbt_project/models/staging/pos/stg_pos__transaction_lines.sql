@@ -20,7 +20,8 @@ ranked as (
 
 latest as (
 
-    select * from ranked where occurrence_from_last = 1
+    select * from ranked
+    where occurrence_from_last = 1
 
 ),
 

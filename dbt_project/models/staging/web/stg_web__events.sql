@@ -20,7 +20,8 @@ ranked as (
 
 first_loaded as (
 
-    select * from ranked where occurrence = 1
+    select * from ranked
+    where occurrence = 1
 
 ),
 
