@@ -9,6 +9,7 @@ from orchestration.defs.identity.assets import identity_assets, identity_checks
 from orchestration.defs.ingest.assets import ingest_assets
 from orchestration.defs.ml.assets import ml_assets
 from orchestration.defs.publish.assets import serving_snapshot
+from orchestration.defs.publish.exports import activation_exports, exports_consented
 from orchestration.defs.quality.checks import gx_checks
 from orchestration.defs.resources import build_resources
 from orchestration.defs.transform.assets import build_dbt_assets
@@ -19,6 +20,7 @@ def build_definitions(settings: Settings | None = None) -> dg.Definitions:
     settings = settings or load_settings()
     resources = build_resources(settings)
     resources["serving"] = str(settings.serving)
+    resources["export_dir"] = str(settings.export_dir)
     schedules, sensors = build_automation(settings)
     return dg.Definitions(
         assets=[
@@ -26,9 +28,10 @@ def build_definitions(settings: Settings | None = None) -> dg.Definitions:
             *identity_assets,
             *build_dbt_assets(settings.dbt_executable),
             *ml_assets,
+            activation_exports,
             serving_snapshot,
         ],
-        asset_checks=[*gx_checks, *identity_checks],
+        asset_checks=[*gx_checks, *identity_checks, exports_consented],
         jobs=[refresh_job],
         schedules=schedules,
         sensors=sensors,

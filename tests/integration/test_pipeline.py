@@ -239,3 +239,29 @@ def test_failed_gate_stops_downstream_and_keeps_the_snapshot(pipeline, tmp_path)
     assert "raw/pos" in materialised
     assert not materialised & {"staging/stg_pos__transaction_lines", "marts/customer_profiles"}
     assert hashlib.sha256(serving_copy.read_bytes()).hexdigest() == before
+
+
+def test_activation_exports_are_consented_and_pseudonymous(pipeline, warehouse):
+    from warehouse.activation import verify_exports
+
+    settings = pipeline["settings"]
+    as_of = warehouse.execute("select max(as_of) from marts.segment_members").fetchone()[0]
+    ad_segments = {
+        s
+        for (s,) in warehouse.execute(
+            "select segment_id from marts.segment_summary s join marts.segment_definitions d "
+            "using (segment_id) where d.purpose = 'ad_targeting' and s.members > 0"
+        ).fetchall()
+    }
+    exported = {p.parent.parent.name for p in settings.export_dir.glob("*/*/manifest.json")}
+    assert ad_segments and ad_segments <= exported
+    assert verify_exports(warehouse, settings.export_dir, as_of) == []
+    emails = {
+        e
+        for (e,) in warehouse.execute(
+            "select distinct email from marts.customer_profiles where email is not null"
+        ).fetchall()
+    }
+    for audience in settings.export_dir.glob("*/*/audience.csv"):
+        text = audience.read_text()
+        assert not any(e in text for e in list(emails)[:200])

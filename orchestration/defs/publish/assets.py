@@ -15,6 +15,8 @@ PUBLISHED_DEPS = [
     ["marts", "segment_membership_history"],
     ["marts", "segment_summary"],
     ["ml", "model_runs"],
+    # Publishing waits for the export gate: a run that failed it publishes nothing.
+    ["exports", "activation"],
 ]
 
 
