@@ -25,6 +25,7 @@ DOCUMENTED_TABLES = {
     "marts.segment_members",
     "marts.segment_membership_history",
     "marts.segment_summary",
+    "marts.campaign_performance",
     "ml.model_runs",
 }
 

@@ -14,6 +14,7 @@ PUBLISHED_DEPS = [
     ["marts", "segment_members"],
     ["marts", "segment_membership_history"],
     ["marts", "segment_summary"],
+    ["marts", "campaign_performance"],
     ["ml", "model_runs"],
     # Publishing waits for the export gate: a run that failed it publishes nothing.
     ["exports", "activation"],
