@@ -8,6 +8,7 @@ from orchestration.defs.automation import build_automation, refresh_job
 from orchestration.defs.identity.assets import identity_assets, identity_checks
 from orchestration.defs.ingest.assets import ingest_assets
 from orchestration.defs.ml.assets import ml_assets
+from orchestration.defs.privacy.assets import privacy_assets
 from orchestration.defs.publish.assets import serving_snapshot
 from orchestration.defs.publish.exports import activation_exports, exports_consented
 from orchestration.defs.quality.checks import gx_checks
@@ -21,6 +22,7 @@ def build_definitions(settings: Settings | None = None) -> dg.Definitions:
     resources = build_resources(settings)
     resources["serving"] = str(settings.serving)
     resources["export_dir"] = str(settings.export_dir)
+    resources["privacy_dir"] = str(settings.privacy_dir)
     schedules, sensors = build_automation(settings)
     return dg.Definitions(
         assets=[
@@ -29,6 +31,7 @@ def build_definitions(settings: Settings | None = None) -> dg.Definitions:
             *build_dbt_assets(settings.dbt_executable),
             *ml_assets,
             activation_exports,
+            *privacy_assets,
             serving_snapshot,
         ],
         asset_checks=[*gx_checks, *identity_checks, exports_consented],

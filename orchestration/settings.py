@@ -66,6 +66,7 @@ class Settings:
     serving: Path
     export_dir: Path
     dagster_home: Path
+    privacy_dir: Path
     as_of: date | None
     hmac_key: str = field(repr=False)
     phone_region: str = "US"
@@ -77,6 +78,7 @@ class Settings:
     freshness_days: int = 3
     gx_sample_rows: int = 200_000
     seed: int = 42
+    retention_days: int = 730
     identity_match_threshold: float = 0.95
     identity_max_cluster_size: int = 50
     identity_max_values_per_type: int = 5
@@ -140,6 +142,7 @@ def load_settings(env: dict[str, str] | None = None) -> Settings:
         serving=_path(env, "MICROSEG_SERVING", "data/serving.duckdb"),
         export_dir=_path(env, "MICROSEG_EXPORT_DIR", "data/exports"),
         dagster_home=_path(env, "DAGSTER_HOME", "data/dagster_home"),
+        privacy_dir=_path(env, "MICROSEG_PRIVACY_DIR", "data/privacy"),
         as_of=as_of,
         hmac_key=_hmac_key(env, warehouse),
         phone_region=region,
@@ -151,6 +154,7 @@ def load_settings(env: dict[str, str] | None = None) -> Settings:
         freshness_days=_int(env, "MICROSEG_FRESHNESS_DAYS", 3, 0),
         gx_sample_rows=_int(env, "MICROSEG_GX_SAMPLE_ROWS", 200_000, 1000),
         seed=_int(env, "MICROSEG_SEED", 42, 0),
+        retention_days=_int(env, "MICROSEG_RETENTION_DAYS", 730, 30),
         identity_match_threshold=_float(env, "MICROSEG_IDENTITY_MATCH_THRESHOLD", 0.95, 0.5, 1.0),
         identity_max_cluster_size=_int(env, "MICROSEG_IDENTITY_MAX_CLUSTER_SIZE", 50, 2),
         identity_max_values_per_type=_int(env, "MICROSEG_IDENTITY_MAX_VALUES_PER_TYPE", 5, 1),

@@ -10,3 +10,12 @@
 {% macro as_of_end() -%}
     cast({{ dbt.dateadd("day", 1, as_of_date()) }} as timestamp)
 {%- endmacro %}
+
+{# Start of the retention window: events before it are out of every model (var retention_days). #}
+{% macro retention_start() -%}
+    {%- set days = var("retention_days") | int -%}
+    {%- if days < 1 -%}
+        {%- do exceptions.raise_compiler_error("var retention_days must be positive") -%}
+    {%- endif -%}
+    cast({{ dbt.dateadd("day", -days, as_of_end()) }} as timestamp)
+{%- endmacro %}

@@ -40,6 +40,7 @@ def pipeline(tmp_path_factory):
         "MICROSEG_WAREHOUSE": str(root / "warehouse.duckdb"),
         "MICROSEG_SERVING": str(root / "serving.duckdb"),
         "MICROSEG_EXPORT_DIR": str(root / "exports"),
+        "MICROSEG_PRIVACY_DIR": str(root / "privacy"),
         "DAGSTER_HOME": str(root / "dagster_home"),
         "MICROSEG_HMAC_KEY": "integration-test-key",
         "MICROSEG_MIN_SEGMENT_SIZE": "5",
@@ -266,3 +267,29 @@ def test_activation_exports_are_consented_and_pseudonymous(pipeline, warehouse):
     for audience in settings.export_dir.glob("*/*/audience.csv"):
         text = audience.read_text()
         assert not any(e in text for e in list(emails)[:200])
+
+
+def test_access_requests_are_answered_once_and_audited(pipeline, warehouse):
+    import json
+
+    settings = pipeline["settings"]
+    requests = warehouse.execute(
+        "select request_id, subject_type, subject_id from raw.privacy "
+        "where lower(request_type) = 'access'"
+    ).fetchall()
+    assert requests
+    for request_id, subject_type, subject_id in requests:
+        document = json.loads((settings.privacy_dir / "access" / f"{request_id}.json").read_text())
+        assert document["request_id"] == request_id
+        if subject_type == "email" and document["persons"]:
+            emails = {p["profile"].get("email") for p in document["persons"]}
+            assert subject_id.strip().lower() in emails
+    audited = {
+        s
+        for (s,) in warehouse.execute(
+            "select subject from audit.events where kind = 'access_request'"
+        ).fetchall()
+    }
+    assert audited == {r[0] for r in requests}
+    kinds = {k for (k,) in warehouse.execute("select distinct kind from audit.events").fetchall()}
+    assert {"export", "publish", "access_request"} <= kinds

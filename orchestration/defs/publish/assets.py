@@ -3,6 +3,7 @@
 import dagster as dg
 
 from orchestration.defs.resources import WarehouseResource
+from warehouse import audit
 from warehouse.publish import publish_snapshot
 
 PUBLISHED_DEPS = [
@@ -28,9 +29,21 @@ PUBLISHED_DEPS = [
     deps=PUBLISHED_DEPS,
     description="Read-only copy of marts and ml for analysts, minus direct identifiers",
 )
-def serving_snapshot(warehouse: WarehouseResource, serving: dg.ResourceParam[str]):
+def serving_snapshot(
+    context: dg.AssetExecutionContext,
+    warehouse: WarehouseResource,
+    serving: dg.ResourceParam[str],
+):
     with warehouse.connect() as con:
         report = publish_snapshot(con, serving)
+        audit.record(
+            con,
+            "publish",
+            subject=serving,
+            rows=sum(report["tables"].values()),
+            detail={"tables": report["tables"]},
+            run_id=context.run_id,
+        )
     return dg.MaterializeResult(
         metadata={
             "path": dg.MetadataValue.path(serving),

@@ -3,6 +3,7 @@
 import dagster as dg
 
 from orchestration.defs.resources import WarehouseResource
+from warehouse import audit
 from warehouse.activation import export_segments, verify_exports
 
 EXPORTS_KEY = dg.AssetKey(["exports", "activation"])
@@ -19,10 +20,23 @@ EXPORTS_KEY = dg.AssetKey(["exports", "activation"])
     ],
     description="Audience files (hashed email/phone) and manifests for activation segments",
 )
-def activation_exports(warehouse: WarehouseResource, export_dir: dg.ResourceParam[str]):
+def activation_exports(
+    context: dg.AssetExecutionContext,
+    warehouse: WarehouseResource,
+    export_dir: dg.ResourceParam[str],
+):
     with warehouse.connect() as con:
         as_of = warehouse.resolve_as_of(con)
         report = export_segments(con, export_dir, as_of)
+        for segment_id, rows in report["segments"].items():
+            audit.record(
+                con,
+                "export",
+                subject=segment_id,
+                rows=rows,
+                detail={"as_of": as_of, "folder": f"{segment_id}/{as_of.isoformat()}"},
+                run_id=context.run_id,
+            )
     return dg.MaterializeResult(
         metadata={
             "export_dir": dg.MetadataValue.path(export_dir),

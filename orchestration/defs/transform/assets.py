@@ -21,7 +21,11 @@ from orchestration.settings import DBT_PROJECT_DIR
 # (layer, dbt selection): every model belongs to exactly one layer; `rest` takes what is left.
 LAYERS: list[tuple[str, str]] = [
     ("staging", "path:models/staging"),
-    ("identity", "path:models/intermediate/identity identity_map customer_profiles"),
+    (
+        "identity",
+        "path:models/intermediate/identity identity_map customer_profiles identity_cuts "
+        "person_id_lineage",
+    ),
     ("features", "path:models/intermediate/features customer_features path:models/ml"),
 ]
 
@@ -85,7 +89,7 @@ translator = MicrosegTranslator(
 def _dbt_vars(warehouse: WarehouseResource) -> str:
     with warehouse.connect() as con:
         as_of = warehouse.resolve_as_of(con)
-    return json.dumps({"as_of": as_of.isoformat()})
+    return json.dumps({"as_of": as_of.isoformat(), "retention_days": warehouse.retention_days})
 
 
 def _layer_assets(layer: str, select: str, exclude: str | None, manifest: Path):

@@ -2,7 +2,9 @@ with
 
 source as (
 
+    -- events older than the retention window are out of every model
     select * from {{ source('raw', 'web') }}
+    where event_at >= {{ retention_start() }}
 
 ),
 
