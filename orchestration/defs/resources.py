@@ -28,6 +28,7 @@ class WarehouseResource(dg.ConfigurableResource):
     freshness_days: int = 3
     gx_sample_rows: int = 200_000
     seed: int = 42
+    retention_days: int = 730
     identity_match_threshold: float = 0.95
     identity_max_cluster_size: int = 50
     identity_max_values_per_type: int = 5
@@ -90,6 +91,7 @@ def build_resources(settings: Settings | None = None) -> dict:
             freshness_days=settings.freshness_days,
             gx_sample_rows=settings.gx_sample_rows,
             seed=settings.seed,
+            retention_days=settings.retention_days,
             identity_match_threshold=settings.identity_match_threshold,
             identity_max_cluster_size=settings.identity_max_cluster_size,
             identity_max_values_per_type=settings.identity_max_values_per_type,
