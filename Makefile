@@ -38,3 +38,6 @@ format: venv
 
 clean:
 	rm -rf data .venv
+
+bench: venv
+	nice $(BIN)/python -m bench.identity

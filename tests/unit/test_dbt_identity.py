@@ -52,12 +52,27 @@ RAW_TABLES = {
 }
 
 
-def _crm(cid, system, first, last, email, phone, dob, *, card=None, user=None, updated=None):
+def _crm(
+    cid,
+    system,
+    first,
+    last,
+    email,
+    phone,
+    dob,
+    *,
+    card=None,
+    user=None,
+    updated=None,
+    street=None,
+    city=" Springfield ",
+    postcode="ab1 2cd",
+):
     return {
         "crm_customer_id": cid, "source_system": system, "first_name": first,
         "last_name": last, "email": email, "phone": phone, "date_of_birth": dob,
-        "loyalty_card_id": card, "web_user_id": user, "city": " Springfield ",
-        "postcode": "ab1 2cd", "country": "us", "gender": "F",
+        "loyalty_card_id": card, "web_user_id": user, "city": city,
+        "postcode": postcode, "country": "us", "gender": "F", "street_address": street,
         "created_at": datetime(2025, 1, 1), "updated_at": updated or datetime(2025, 6, 1),
     }  # fmt: skip
 
@@ -80,6 +95,32 @@ CRM_ROWS = [
     _crm("c1", "crm", "Carl", "Cole", "carl@x.com", "(415) 555-0100", date(1960, 6, 6)),
     _crm("c2", "crm", "Dora", "Dee", "dora@x.com", None, date(1961, 7, 7)),
 ]  # fmt: skip
+CRM_ROWS += [
+    # linked only by a probabilistic (Splink) edge: no identifier in common
+    _crm("s1", "crm", "Samuel", "Okafor", None, None, date(1955, 5, 5)),
+    _crm("s2", "crm_us", "Sam", "Okafor", None, None, None),
+    # a Splink edge flagged as a conflict (different first names and birth dates): not an edge
+    _crm("h1", "crm", "Hugo", "Hale", None, None, date(1950, 1, 1)),
+    _crm("h2", "crm", "Iris", "Hale", None, None, date(1952, 2, 2)),
+    # same name and birth date, but the only shared value is on the configured blocklist
+    _crm("b1", "crm", "Kim", "Lee", "info@blocked.org", None, date(1966, 6, 6)),
+    _crm("b2", "crm", "Kim", "Lee", "info@blocked.org", None, date(1966, 6, 6)),
+    # an always-merge override joins two records with nothing in common
+    _crm("m1", "crm", "Zoe", "Ng", None, None, date(1981, 1, 1)),
+    _crm("m2", "crm", "Yara", "Po", None, None, date(1982, 2, 2)),
+    # a never-merge override keeps apart two records sharing an email
+    _crm("n1", "crm", "Nina", "Berg", "nina@x.com", None, date(1983, 3, 3)),
+    _crm("n2", "crm", "Nina", "Berg", "nina@x.com", None, date(1983, 3, 3)),
+    # a chain of five records over the cluster size limit (4): the weakest edge is cut
+    *[_crm(f"k{i}", "crm", "Kay", "Chain", None, None, None) for i in range(1, 6)],
+    # survivorship: most frequent name and birth date, the address from one record
+    _crm("v1", "crm", "Val", "Stone", "val@x.com", None, date(1990, 1, 1),
+         updated=datetime(2025, 1, 1), street="1 Old Rd", postcode="OLD 1"),
+    _crm("v2", "crm", "val", "Stone", "val@x.com", None, date(1990, 1, 1),
+         updated=datetime(2025, 2, 1), street="2 New St", postcode="NEW 2", city="Newtown"),
+    _crm("v3", "crm", "Valerie", "Stone", "val@x.com", None, None,
+         updated=datetime(2025, 3, 1), street=None, postcode=None, city=None),
+]  # fmt: skip
 # an older version of a1 loaded later: the latest updated_at still wins
 CRM_ROWS.append({**CRM_ROWS[0], "first_name": "Old", "updated_at": datetime(2024, 1, 1)})
 
@@ -92,6 +133,9 @@ POS_ROWS = [
     {"transaction_id": "T5", "line_number": 1, "receipt_email": "test@test.com"},
     {"transaction_id": "T6", "line_number": 1, "receipt_email": "Dora@X.com",
      "transacted_at": datetime(2026, 7, 2)},
+    # a shop's own loyalty card scanned for six strangers paying with six cards
+    *[{"transaction_id": f"S{i}", "line_number": 1, "loyalty_card_id": "SHOP-CARD",
+       "payment_card_token": f"tok-s{i}"} for i in range(1, 7)],
 ]  # fmt: skip
 
 WEB_ROWS = [
@@ -152,6 +196,50 @@ def _insert(con: duckdb.DuckDBPyConnection, table: str, rows: list[dict]) -> Non
         )
 
 
+def _edge(left: str, right: str, weight: float, *, conflict: bool = False) -> tuple:
+    return (left, right, 0.999, weight, conflict)
+
+
+MATCH_EDGES = [
+    _edge("crm:crm:s1", "crm:crm_us:s2", 20.0),
+    _edge("crm:crm:h1", "crm:crm:h2", 12.0, conflict=True),
+    _edge("crm:crm:k1", "crm:crm:k2", 30.0),
+    _edge("crm:crm:k2", "crm:crm:k3", 29.0),
+    _edge("crm:crm:k3", "crm:crm:k4", 5.0),
+    _edge("crm:crm:k4", "crm:crm:k5", 28.0),
+]
+OVERRIDES = [
+    ("crm", "m1", "crm", "m2", "always_merge", "same person as told by the customer"),
+    ("crm", "n1", "crm", "n2", "never_merge", "twins"),
+]
+
+
+def create_identity_sources(
+    con: duckdb.DuckDBPyConnection, tmp: Path, edges: list[tuple], overrides: list[tuple]
+) -> None:
+    """The tables the identity Dagster assets write, as the dbt identity layer reads them."""
+    from ml.matching import create_edges_table, write_identity_parameters, write_overrides
+
+    create_edges_table(con)
+    for left, right, probability, weight, conflict in edges:
+        con.execute(
+            "insert into intermediate.identity_match_edges (left_record_node, right_record_node,"
+            " match_probability, match_weight, is_conflict) values (?, ?, ?, ?, ?)",
+            [left, right, probability, weight, conflict],
+        )
+    path = tmp / "overrides.csv"
+    lines = [
+        "left_source_system,left_source_key,right_source_system,right_source_key,action,reason"
+    ]
+    lines += [",".join(row) for row in overrides]
+    path.write_text("\n".join(lines) + "\n")
+    write_overrides(con, path)
+    write_identity_parameters(
+        con, max_cluster_size=4, max_values_per_type=5, match_threshold=0.95,
+        blocklist=["INFO@blocked.org"],
+    )  # fmt: skip
+
+
 def create_raw_tables(con: duckdb.DuckDBPyConnection) -> None:
     con.execute("create schema if not exists raw")
     for table, columns in RAW_TABLES.items():
@@ -172,14 +260,9 @@ def create_raw_tables(con: duckdb.DuckDBPyConnection) -> None:
     )  # fmt: skip
 
 
-@pytest.fixture(scope="module")
-def warehouse(tmp_path_factory: pytest.TempPathFactory):
+def build(path: Path, tmp: Path, as_of: str = AS_OF) -> None:
     from dbt.cli.main import dbtRunner
 
-    tmp = tmp_path_factory.mktemp("dbt_identity")
-    path = tmp / "warehouse.duckdb"
-    with duckdb.connect(str(path)) as con:
-        create_raw_tables(con)
     mp = pytest.MonkeyPatch()
     mp.setenv("MICROSEG_WAREHOUSE", str(path))
     mp.setenv("MICROSEG_HMAC_KEY", "test-key")
@@ -191,10 +274,11 @@ def warehouse(tmp_path_factory: pytest.TempPathFactory):
                 "build",
                 "--select",
                 "+identity_map +customer_profiles stg_privacy__requests stg_campaigns__results",
+                "+person_id_registry +person_id_lineage +identity_cuts",
                 # other engineers' unit tests are theirs to run
                 "--exclude", "test_type:unit,path:models/staging/pos",
                 "test_type:unit,path:models/staging/web",
-                "--vars", f"{{as_of: '{AS_OF}'}}",
+                "--vars", f"{{as_of: '{as_of}'}}",
                 "--project-dir", str(PROJECT_DIR),
                 "--profiles-dir", str(PROJECT_DIR),
                 "--target-path", str(tmp / "target"),
@@ -210,6 +294,16 @@ def warehouse(tmp_path_factory: pytest.TempPathFactory):
         if str(r.status) not in ("success", "pass")
     ]
     assert result.success, (result.exception, failures)
+
+
+@pytest.fixture(scope="module")
+def warehouse(tmp_path_factory: pytest.TempPathFactory):
+    tmp = tmp_path_factory.mktemp("dbt_identity")
+    path = tmp / "warehouse.duckdb"
+    with duckdb.connect(str(path)) as con:
+        create_raw_tables(con)
+        create_identity_sources(con, tmp, MATCH_EDGES, OVERRIDES)
+    build(path, tmp)
     con = duckdb.connect(str(path))
     # staging views compute keyed hashes at query time: the reader needs the same setup as dbt
     configure_connection(con, b"test-key", "US")
@@ -302,8 +396,8 @@ def test_identity_map_grain(warehouse):
         " from marts.identity_map group by all order by 1"
     ).fetchall()
     assert counts == [
-        ("crm", 8, 8, 8), ("crm_eu", 1, 1, 1), ("crm_us", 1, 1, 1),
-        ("pos", 6, 6, 4), ("web", 3, 3, 3),
+        ("crm", 25, 25, 25), ("crm_eu", 1, 1, 1), ("crm_us", 2, 2, 2),
+        ("pos", 12, 12, 10), ("web", 3, 3, 3),
     ]  # fmt: skip
     orphans = warehouse.execute(
         "select count(*) from marts.identity_map as m"
@@ -351,3 +445,140 @@ def test_staging_side_models(warehouse):
         "select campaign_result_id, impressions from staging.stg_campaigns__results"
     ).fetchall()
     assert campaigns == [("2026-06-01|meta|cp1|s1", 100)]
+
+
+def test_probabilistic_edges_join_the_graph_unless_conflicting(warehouse):
+    assert _person(warehouse, "crm", "s1") == _person(warehouse, "crm_us", "s2")
+    assert _person(warehouse, "crm", "h1") != _person(warehouse, "crm", "h2")
+    edge_types = warehouse.execute(
+        "select edge_type, weight from intermediate.int_identity_edges_weighted"
+        " where source_node = 'crm:crm:s1'"
+    ).fetchall()
+    assert edge_types == [("match", 20.0)]
+
+
+def test_blocklisted_value_links_no_one(warehouse):
+    assert _person(warehouse, "crm", "b1") != _person(warehouse, "crm", "b2")
+    links = warehouse.execute(
+        "select count(*) from intermediate.int_identity_links_collected"
+        " where record_node in ('crm:crm:b1', 'crm:crm:b2')"
+    ).fetchall()
+    assert links == [(0,)]
+
+
+def test_shared_shop_card_does_not_chain_strangers(warehouse):
+    persons = {_person(warehouse, "pos", f"S{i}") for i in range(1, 7)}
+    assert len(persons) == 6
+    reasons = warehouse.execute(
+        "select distinct exclusion_reason from intermediate.int_identity_links_collected"
+        " where identifier_type = 'card' and record_node like 'pos:S%'"
+    ).fetchall()
+    assert reasons == [("too_many_values",)]
+
+
+def test_overrides_always_and_never_merge(warehouse):
+    assert _person(warehouse, "crm", "m1") == _person(warehouse, "crm", "m2")
+    nina1, nina2 = _person(warehouse, "crm", "n1"), _person(warehouse, "crm", "n2")
+    assert nina1 != nina2
+    cuts = warehouse.execute(
+        "select cut_reason, edge_type from marts.identity_cuts"
+        " where source_node in ('crm:crm:n1', 'crm:crm:n2')"
+    ).fetchall()
+    assert cuts == [("never_merge", "identifier:email")]
+
+
+def test_oversized_cluster_is_split_on_its_weakest_edge(warehouse):
+    persons = [_person(warehouse, "crm", f"k{i}") for i in range(1, 6)]
+    assert persons[0] == persons[1] == persons[2]
+    assert persons[3] == persons[4]
+    assert persons[2] != persons[3]
+    cuts = warehouse.execute(
+        "select source_node, target_node, weight, cut_reason from marts.identity_cuts"
+        " where cut_reason = 'cluster_size'"
+    ).fetchall()
+    assert cuts == [("crm:crm:k3", "crm:crm:k4", 5.0, "cluster_size")]
+
+
+def test_survivorship_per_field(warehouse):
+    val = _profile(warehouse, _person(warehouse, "crm", "v1"))
+    assert val["n_crm_records"] == 3
+    assert val["first_name"] == "val"  # most frequent (case-insensitive); ties -> most recent
+    assert val["date_of_birth"] == date(1990, 1, 1)  # most frequent non-null
+    # the address as one block from the most recent record holding one (v3 has none)
+    assert (val["street_address"], val["postcode"], val["city"]) == ("2 New St", "NEW 2", "Newtown")
+    assert val["email"] == "val@x.com"
+
+
+def test_registry_holds_every_record(warehouse):
+    counts = warehouse.execute(
+        "select count(*), count(distinct record_node) from intermediate.person_id_registry"
+    ).fetchall()
+    identified = warehouse.execute(
+        "select count(*) from marts.identity_map where person_id is not null"
+    ).fetchall()
+    assert counts[0][0] == counts[0][1] == identified[0][0]
+    lineage = warehouse.execute("select count(*) from marts.person_id_lineage").fetchall()
+    assert lineage == [(0,)]  # a first run changes no id
+
+
+STABILITY_CRM = [
+    _crm("a1", "crm", "Ada", "Ames", "ada@x.com", None, date(1970, 1, 1)),
+    _crm("a2", "crm", "Ada", "Ames", "ada@x.com", None, date(1970, 1, 1)),
+    _crm("b1", "crm", "Ben", "Bo", None, None, date(1971, 1, 1)),
+    _crm("c1", "crm", "Cy", "Cox", None, "(212) 555-0144", date(1972, 1, 1)),
+    _crm("c2", "crm", "Cy", "Cox", None, "212 555 0144", date(1972, 1, 1)),
+]  # fmt: skip
+
+
+def _ids(con) -> dict[str, str]:
+    rows = con.execute(
+        "select source_key, person_id from marts.identity_map where source_system = 'crm'"
+    ).fetchall()
+    return dict(rows)
+
+
+def test_person_ids_are_stable_across_runs_with_lineage(tmp_path: Path):
+    path = tmp_path / "warehouse.duckdb"
+    with duckdb.connect(str(path)) as con:
+        con.execute("create schema if not exists raw")
+        for table, columns in RAW_TABLES.items():
+            con.execute(f"create or replace table raw.{table} ({columns}, {META})")
+        _insert(con, "crm", STABILITY_CRM)
+        create_identity_sources(con, tmp_path, [], [])
+    build(path, tmp_path, as_of="2026-06-29")
+    with duckdb.connect(str(path)) as con:
+        first = _ids(con)
+    assert first["a1"] == first["a2"] and first["c1"] == first["c2"]
+    assert len({first["a1"], first["b1"], first["c1"]}) == 3
+
+    # new data: a record for a new person, Ben matched to Ada, and the two Cy records told apart
+    with duckdb.connect(str(path)) as con:
+        _insert(con, "crm", [_crm("d1", "crm", "Dee", "Dunn", None, None, date(1973, 1, 1))])
+        create_identity_sources(
+            con, tmp_path, [_edge("crm:crm:a2", "crm:crm:b1", 25.0)],
+            [("crm", "c1", "crm", "c2", "never_merge", "two people")],
+        )  # fmt: skip
+    build(path, tmp_path, as_of="2026-06-30")
+    with duckdb.connect(str(path)) as con:
+        second = _ids(con)
+        lineage = con.execute(
+            "select old_person_id, new_person_id, change_type, as_of, records"
+            " from marts.person_id_lineage order by change_type"
+        ).fetchall()
+        registry = dict(
+            con.execute(
+                "select record_node, first_assigned_on from intermediate.person_id_registry"
+            ).fetchall()
+        )
+    # Ada's person holds most records of the merged component: it keeps its id
+    assert second["a1"] == second["a2"] == second["b1"] == first["a1"]
+    # the split: the part with the smaller record keeps the id, the other gets a new one
+    assert second["c1"] == first["c1"]
+    assert second["c2"] not in set(first.values())
+    assert second["d1"] not in set(first.values()) | {second["c2"]}
+    assert lineage == [
+        (first["b1"], first["a1"], "merge", date(2026, 6, 30), 1),
+        (first["c1"], second["c2"], "split", date(2026, 6, 30), 1),
+    ]
+    assert registry["crm:crm:a1"] == date(2026, 6, 29)  # same id: first assignment kept
+    assert registry["crm:crm:b1"] == date(2026, 6, 30)  # moved: assigned anew

@@ -59,7 +59,8 @@ activity as (
 
 person_crm_records as (
 
-    -- survivorship order: latest updated_at, then created_at, then the record node
+    -- survivorship inputs: recency (latest updated_at, then created_at, then the record node),
+    -- source priority, and how often each person's records repeat a value
     select
         nodes.person_id,
         crm_customers.*,
@@ -69,10 +70,39 @@ person_crm_records as (
                 crm_customers.updated_at nulls first,
                 crm_customers.created_at nulls first,
                 crm_customers.record_node
-        ) as recency_order
+        ) as recency_order,
+        {{ identity_source_priority('crm_customers.source_system') }} as source_priority,
+        count(crm_customers.first_name) over (
+            partition by nodes.person_id, lower(crm_customers.first_name)
+        ) as first_name_frequency,
+        count(crm_customers.last_name) over (
+            partition by nodes.person_id, lower(crm_customers.last_name)
+        ) as last_name_frequency,
+        count(crm_customers.date_of_birth) over (
+            partition by nodes.person_id, crm_customers.date_of_birth
+        ) as date_of_birth_frequency,
+        count(crm_customers.gender) over (
+            partition by nodes.person_id, crm_customers.gender
+        ) as gender_frequency,
+        crm_customers.street_address is not null or crm_customers.postcode is not null
+            as has_address
     from crm_customers
     inner join nodes
         on crm_customers.record_node = nodes.node_id
+
+),
+
+ranked_records as (
+
+    select
+        person_crm_records.*,
+        -- contact data: the preferred source first, then the most recent record
+        person_crm_records.source_priority * 1000000 + person_crm_records.recency_order
+            as contact_order,
+        -- the address as one block, from the most recent record that has one
+        case when person_crm_records.has_address then person_crm_records.recency_order end
+            as address_order
+    from person_crm_records
 
 ),
 
@@ -80,22 +110,25 @@ golden_attributes as (
 
     select
         person_id,
-        {{ latest_non_null('first_name', 'recency_order') }} as first_name,
-        {{ latest_non_null('last_name', 'recency_order') }} as last_name,
-        {{ latest_non_null('email', 'recency_order') }} as email,
-        {{ latest_non_null('phone_e164', 'recency_order') }} as phone,
-        {{ latest_non_null('email_key', 'recency_order') }} as email_key,
-        {{ latest_non_null('phone_key', 'recency_order') }} as phone_key,
-        {{ latest_non_null('street_address', 'recency_order') }} as street_address,
-        {{ latest_non_null('city', 'recency_order') }} as city,
-        {{ latest_non_null('postcode', 'recency_order') }} as postcode,
-        {{ latest_non_null('state', 'recency_order') }} as state,
-        {{ latest_non_null('country', 'recency_order') }} as country,
-        {{ latest_non_null('date_of_birth', 'recency_order') }} as date_of_birth,
-        {{ latest_non_null('gender', 'recency_order') }} as gender,
+        {{ most_frequent_non_null('first_name', 'first_name_frequency', 'recency_order') }}
+            as first_name,
+        {{ most_frequent_non_null('last_name', 'last_name_frequency', 'recency_order') }}
+            as last_name,
+        {{ latest_non_null('email', 'contact_order') }} as email,
+        {{ latest_non_null('phone_e164', 'contact_order') }} as phone,
+        {{ latest_non_null('email_key', 'contact_order') }} as email_key,
+        {{ latest_non_null('phone_key', 'contact_order') }} as phone_key,
+        arg_max(street_address, address_order) filter (where has_address) as street_address,
+        arg_max(city, address_order) filter (where has_address) as city,
+        arg_max(postcode, address_order) filter (where has_address) as postcode,
+        arg_max(state, address_order) filter (where has_address) as state,
+        arg_max(country, address_order) filter (where has_address) as country,
+        {{ most_frequent_non_null('date_of_birth', 'date_of_birth_frequency', 'recency_order') }}
+            as date_of_birth,
+        {{ most_frequent_non_null('gender', 'gender_frequency', 'recency_order') }} as gender,
         {{ latest_non_null('household_income', 'recency_order') }} as household_income,
         {{ latest_non_null('occupation', 'recency_order') }} as occupation
-    from person_crm_records
+    from ranked_records
     group by person_id
 
 ),

@@ -1,7 +1,5 @@
-"""Connected components of the identity graph (scipy csgraph on integer-coded nodes).
-
-A recursive CTE is too slow at millions of edges; this is the one engine-specific graph step.
-"""
+"""Connected components of the identity graph after the guards' cuts (scipy csgraph on
+integer-coded nodes). A recursive CTE is too slow at millions of edges."""
 
 import numpy as np
 import pyarrow as pa
@@ -12,20 +10,24 @@ from scipy.sparse.csgraph import connected_components
 def model(dbt, session):
     dbt.config(materialized="table")
     nodes = dbt.ref("int_identity_nodes_indexed")
-    links = dbt.ref("int_identity_links_collected")
+    edges = dbt.ref("int_identity_edges_weighted")
+    cuts = dbt.ref("int_identity_edges_cut")
 
-    record_nodes = nodes.set_alias("record_nodes")
-    identifier_nodes = nodes.set_alias("identifier_nodes")
-    edges = (
-        links.filter("is_linking")
-        .set_alias("links")
-        .join(record_nodes, "links.record_node = record_nodes.node_id")
-        .join(identifier_nodes, "links.identifier_node = identifier_nodes.node_id")
-        .select(
-            "record_nodes.node_index as source_index, identifier_nodes.node_index as target_index"
+    source_nodes = nodes.set_alias("source_nodes")
+    target_nodes = nodes.set_alias("target_nodes")
+    kept = (
+        edges.set_alias("edges")
+        .join(
+            cuts.set_alias("cuts"),
+            "edges.source_node = cuts.source_node and edges.target_node = cuts.target_node "
+            "and edges.edge_type = cuts.edge_type",
+            how="anti",
         )
+        .join(source_nodes, "edges.source_node = source_nodes.node_id")
+        .join(target_nodes, "edges.target_node = target_nodes.node_id")
+        .select("source_nodes.node_index as source_index, target_nodes.node_index as target_index")
     )
-    arrays = edges.fetchnumpy()
+    arrays = kept.fetchnumpy()
     source = np.asarray(arrays["source_index"], dtype=np.int32)
     target = np.asarray(arrays["target_index"], dtype=np.int32)
     n_nodes = int(nodes.aggregate("count(*) as n").fetchall()[0][0])

@@ -19,9 +19,38 @@ web_events as (
 
 ),
 
+parameters as (
+
+    select * from {{ source('identity', 'identity_parameters') }}
+
+),
+
+blocklist as (
+
+    select * from {{ source('identity', 'identity_blocklist') }}
+
+),
+
 junk_keys as (
 
     {{ identity_junk_keys_values() }}
+    union
+    -- configured junk values, keyed as each identifier type normalises its values
+    select {{ hmac_key('trim(blocklist.value)') }} from blocklist
+    union
+    select {{ hmac_key('upper(trim(blocklist.value))') }} from blocklist
+    union
+    select {{ hmac_key(normalize_email('blocklist.value')) }} from blocklist
+    union
+    select {{ hmac_key(normalize_phone('blocklist.value')) }} from blocklist
+
+),
+
+max_values_per_type as (
+
+    select cast(max(value) as integer) as n
+    from parameters
+    where name = 'max_values_per_type'
 
 ),
 
@@ -149,7 +178,9 @@ comparable_links as (
 
 shared_by_different_people as (
 
-    -- two CRM records with different first names and different birth dates: a family identifier
+    -- two CRM records with clearly different first names and birth dates that are not the same
+    -- (different, or one missing): a family identifier. A true duplicate under a nickname loses
+    -- this link but keeps the probabilistic one, which knows nicknames.
     select distinct left_record.identifier_node
     from comparable_links as left_record
     inner join comparable_links as right_record
@@ -157,7 +188,10 @@ shared_by_different_people as (
         and left_record.record_node < right_record.record_node
     where
         left_record.first_name_normalised <> right_record.first_name_normalised
-        and left_record.date_of_birth <> right_record.date_of_birth
+        and jaro_winkler_similarity(
+            left_record.first_name_normalised, right_record.first_name_normalised
+        ) < 0.85
+        and not coalesce(left_record.date_of_birth = right_record.date_of_birth, false)
 
 ),
 
@@ -172,11 +206,39 @@ hub_identifiers as (
 
 ),
 
+co_occurring_values as (
+
+    -- how many distinct identifiers of each other type ride on the records of an identifier
+    select
+        this_link.identifier_node,
+        other_link.identifier_type,
+        count(distinct other_link.identifier_node) as n_values
+    from candidate_links as this_link
+    inner join candidate_links as other_link
+        on this_link.record_node = other_link.record_node
+        and this_link.identifier_type <> other_link.identifier_type
+    group by this_link.identifier_node, other_link.identifier_type
+
+),
+
+over_value_limit as (
+
+    -- a shop's loyalty card scanned for strangers carries more payment cards or emails than one
+    -- person has: it must not chain them together
+    select distinct co_occurring_values.identifier_node
+    from co_occurring_values
+    cross join max_values_per_type
+    where co_occurring_values.n_values > coalesce(max_values_per_type.n, 5)
+
+),
+
 excluded_identifiers as (
 
     select identifier_node, 'shared' as exclusion_reason from shared_by_different_people
     union all
     select identifier_node, 'hub' as exclusion_reason from hub_identifiers
+    union all
+    select identifier_node, 'too_many_values' as exclusion_reason from over_value_limit
 
 ),
 

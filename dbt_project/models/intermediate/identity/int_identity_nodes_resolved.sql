@@ -1,4 +1,11 @@
--- Every graph node with its person: one person per connected component.
+-- Every graph node with its person: one person per connected component, with a stable id. A
+-- component takes the id most of its records had in the previous run (ties: the oldest id); an
+-- old id goes to the component holding most of its records; other components get a new id.
+-- The previous assignment is read from person_id_registry (incremental, written after this
+-- model in the same build), looked up by name since a ref would be a cycle.
+{%- set registry = adapter.get_relation(
+    database=this.database, schema=this.schema, identifier='person_id_registry'
+) if execute else none %}
 with
 
 nodes as (
@@ -10,6 +17,20 @@ nodes as (
 components as (
 
     select * from {{ ref('int_identity_components') }}
+
+),
+
+previous_assignment as (
+
+    {% if registry is not none -%}
+    select record_node, person_id, first_assigned_on from {{ registry }}
+    {%- else -%}
+    select
+        cast(null as varchar) as record_node,
+        cast(null as varchar) as person_id,
+        cast(null as date) as first_assigned_on
+    where false
+    {%- endif %}
 
 ),
 
@@ -28,13 +49,91 @@ component_nodes as (
 
 component_anchors as (
 
-    -- the smallest record node names the component (every component holds a record)
+    -- the smallest record node of each component (components without a record have no person)
     select
         component_nodes.component_index,
-        'p_' || left({{ dbt.hash('min(component_nodes.node_id)') }}, 16) as person_id
+        min(component_nodes.node_id) as anchor_node
     from component_nodes
     where component_nodes.is_record
     group by component_nodes.component_index
+
+),
+
+votes as (
+
+    select
+        component_nodes.component_index,
+        previous_assignment.person_id,
+        count(*) as n_records,
+        min(previous_assignment.first_assigned_on) as first_assigned_on
+    from component_nodes
+    inner join previous_assignment
+        on component_nodes.node_id = previous_assignment.record_node
+    group by component_nodes.component_index, previous_assignment.person_id
+
+),
+
+id_holders as (
+
+    -- each old id goes to the component holding most of its records
+    select votes.*
+    from votes
+    inner join component_anchors
+        on votes.component_index = component_anchors.component_index
+    qualify row_number() over (
+        partition by votes.person_id
+        order by votes.n_records desc, component_anchors.anchor_node
+    ) = 1
+
+),
+
+kept_ids as (
+
+    -- a component keeps the old id it holds with most records, then the oldest
+    select id_holders.component_index, id_holders.person_id
+    from id_holders
+    qualify row_number() over (
+        partition by id_holders.component_index
+        order by id_holders.n_records desc, id_holders.first_assigned_on, id_holders.person_id
+    ) = 1
+
+),
+
+taken_ids as (
+
+    select distinct person_id from previous_assignment
+    union
+    select person_id from kept_ids
+
+),
+
+new_ids as (
+
+    select
+        component_anchors.component_index,
+        'p_' || left({{ dbt.hash('component_anchors.anchor_node') }}, 16) as first_choice,
+        'p_' || left(
+            {{ dbt.hash("component_anchors.anchor_node || '|' || cast(" ~ as_of_date() ~ " as varchar)") }}, 16
+        ) as second_choice
+    from component_anchors
+    left join kept_ids
+        on component_anchors.component_index = kept_ids.component_index
+    where kept_ids.component_index is null
+
+),
+
+component_persons as (
+
+    select component_index, person_id from kept_ids
+    union all
+    -- an anchor's hash may already name another person (its record moved): then salt it
+    select
+        new_ids.component_index,
+        case when taken_ids.person_id is null then new_ids.first_choice
+            else new_ids.second_choice end as person_id
+    from new_ids
+    left join taken_ids
+        on new_ids.first_choice = taken_ids.person_id
 
 ),
 
@@ -44,10 +143,13 @@ final as (
         component_nodes.node_id,
         component_nodes.node_type,
         component_nodes.is_record,
-        component_anchors.person_id
+        component_persons.person_id,
+        previous_assignment.person_id as previous_person_id
     from component_nodes
-    inner join component_anchors
-        on component_nodes.component_index = component_anchors.component_index
+    inner join component_persons
+        on component_nodes.component_index = component_persons.component_index
+    left join previous_assignment
+        on component_nodes.node_id = previous_assignment.record_node
 
 )
 
