@@ -44,6 +44,8 @@ def run_parameters(context: Mapping[str, Any] | None) -> dict[str, Any]:
         parameters["as_of"] = _as_date(context["as_of"])
     if context.get("min_segment_size") is not None:
         parameters["min_segment_size"] = int(context["min_segment_size"])
+    # a segment holding nearly everyone targets no one in particular (warn)
+    parameters["max_segment_share"] = float(context.get("max_segment_share", 0.95))
     return parameters
 
 
@@ -134,7 +136,7 @@ def validate(
             )
         )
     for name in spec.sql_checks:
-        results.append(sql_checks.SQL_CHECKS[name](con, parameters))
+        results.append(sql_checks.SQL_CHECKS[name](con, table, parameters))
 
     rules: list[Rule] = list(spec.rules)
     if spec.dynamic is not None:

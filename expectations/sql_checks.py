@@ -146,7 +146,7 @@ def freshness(
 
 
 def segment_member_consent(
-    con: duckdb.DuckDBPyConnection, parameters: Mapping[str, Any]
+    con: duckdb.DuckDBPyConnection, table: str, parameters: Mapping[str, Any]
 ) -> ExpectationResult:
     """The privacy gate: every segment member consents to its segment's purpose.
 
@@ -203,6 +203,159 @@ def segment_member_consent(
     )
 
 
+def rows_reconcile(
+    con: duckdb.DuckDBPyConnection, table: str, parameters: Mapping[str, Any]
+) -> ExpectationResult:
+    """Nothing lost at ingest: for each file the ledger says is loaded (its newest loaded
+    version), rows in the raw table plus rows in its quarantine equal the rows read, and every
+    raw or quarantined row's file has such a ledger row."""
+    name, column = "rows_reconcile", "_file"
+    source = table.split(".", 1)[1]
+    quarantine = f"{table}_quarantine"
+    missing = [t for t in ("raw.load_ledger", quarantine) if not table_columns(con, t)]
+    if missing:
+        observed = f"cannot reconcile: {', '.join(missing)} does not exist"
+        return ExpectationResult(name, column, ERROR, False, observed, [], None)
+    ledger_columns = table_columns(con, "raw.load_ledger")
+    # ledgers written before rows_read existed: loaded + quarantined is all they can say
+    read = "coalesce(rows_read, rows_loaded + rows_quarantined)"
+    if "rows_read" not in ledger_columns:
+        read = "rows_loaded + rows_quarantined"
+    rows = con.execute(
+        f"""
+        with ledger as (
+            select path, arg_max({read}, loaded_at) as rows_read
+            from raw.load_ledger
+            where source = ? and status = 'loaded'
+            group by path
+        ),
+        loaded as (select _file as path, count(*) as n from {table_ref(table)} group by _file),
+        quarantined as (
+            select _file as path, count(*) as n from {table_ref(quarantine)} group by _file
+        ),
+        files as (
+            select path from ledger union select path from loaded
+            union select path from quarantined
+        ),
+        joined as (
+            select f.path, l.path is not null as in_ledger, l.rows_read,
+                   coalesce(r.n, 0) as rows_loaded, coalesce(q.n, 0) as rows_quarantined
+            from files f
+            left join ledger l on l.path is not distinct from f.path
+            left join loaded r on r.path is not distinct from f.path
+            left join quarantined q on q.path is not distinct from f.path
+        )
+        select path, in_ledger, rows_read, rows_loaded, rows_quarantined,
+               count(*) over () as bad,
+               (select count(*) from joined) as files,
+               (select coalesce(sum(rows_read), 0) from joined) as total_read,
+               (select coalesce(sum(rows_loaded + rows_quarantined), 0) from joined) as total_kept
+        from joined
+        where not in_ledger or rows_read is distinct from rows_loaded + rows_quarantined
+        union all
+        select null, null, null, null, null, 0,
+               (select count(*) from joined),
+               (select coalesce(sum(rows_read), 0) from joined),
+               (select coalesce(sum(rows_loaded + rows_quarantined), 0) from joined)
+        order by bad desc, path
+        limit ?
+        """,
+        [source, EXAMPLES + 1],
+    ).fetchall()
+    failing = [r for r in rows if r[5]]
+    files, total_read, total_kept = rows[0][6], rows[0][7], rows[0][8]
+    observed = {
+        "files": int(files),
+        "rows_read": int(total_read),
+        "rows_loaded_plus_quarantined": int(total_kept),
+        "mismatched_files": int(failing[0][5]) if failing else 0,
+    }
+    erased = _rows_erased(con)
+    if failing and erased:
+        # Erasure requests delete rows after ingest; until erasure logs them per file, a
+        # shortfall is accepted only when every mismatch is a shortfall of a ledgered file and
+        # all shortfalls together stay within the rows erasure reports deleted.
+        deficit = con.execute(
+            f"""
+            with ledger as (
+                select path, arg_max({read}, loaded_at) as rows_read from raw.load_ledger
+                where source = ? and status = 'loaded' group by path
+            ),
+            kept as (
+                select _file as path, count(*) as n from (
+                    select _file from {table_ref(table)}
+                    union all select _file from {table_ref(quarantine)}
+                ) group by _file
+            )
+            select coalesce(sum(l.rows_read - coalesce(k.n, 0)), 0),
+                   count(*) filter (where l.rows_read < coalesce(k.n, 0))
+            from ledger l left join kept k using (path)
+            """,
+            [source],
+        ).fetchone()
+        only_shortfalls = all(in_ledger for _, in_ledger, *_ in failing) and deficit[1] == 0
+        if only_shortfalls and 0 < deficit[0] <= erased:
+            observed["rows_erased_by_requests"] = int(deficit[0])
+            return ExpectationResult(name, column, ERROR, True, observed, [], 0)
+    examples = [
+        {
+            "file": path,
+            "in_ledger": in_ledger,
+            "rows_read": read_n,
+            "rows_loaded": loaded_n,
+            "rows_quarantined": quarantined_n,
+        }
+        for path, in_ledger, read_n, loaded_n, quarantined_n, *_ in failing[:EXAMPLES]
+    ]
+    count = observed["mismatched_files"]
+    return ExpectationResult(
+        name, column, ERROR, not failing, observed, to_jsonable(examples), count
+    )
+
+
+def _rows_erased(con: duckdb.DuckDBPyConnection) -> int:
+    """Rows the privacy erasure reports it deleted (all layers), 0 when none."""
+    if "rows_deleted" not in table_columns(con, "privacy.erasures_done"):
+        return 0
+    row = con.execute("select coalesce(sum(rows_deleted), 0) from privacy.erasures_done").fetchone()
+    return int(row[0]) if row else 0
+
+
+def segment_sizes_match_members(
+    con: duckdb.DuckDBPyConnection, table: str, parameters: Mapping[str, Any]
+) -> ExpectationResult:
+    """segment_summary.members equals the rows of segment_members per segment."""
+    name, column = "segment_sizes_match_members", "members"
+    if not table_columns(con, "marts.segment_members"):
+        observed = "cannot compare: marts.segment_members does not exist"
+        return ExpectationResult(name, column, ERROR, False, observed, [], None)
+    rows = con.execute(
+        f"""
+        with counted as (
+            select segment_id, count(*) as n from {table_ref("marts.segment_members")}
+            group by segment_id
+        )
+        select coalesce(s.segment_id, c.segment_id) as segment_id, s.members,
+               coalesce(c.n, 0) as member_rows, count(*) over () as bad
+        from {table_ref("marts.segment_summary")} s
+        full join counted c on c.segment_id = s.segment_id
+        where s.members is distinct from coalesce(c.n, 0)
+        order by 1 limit ?
+        """,
+        [EXAMPLES],
+    ).fetchall()
+    if not rows:
+        return ExpectationResult(name, column, ERROR, True, {"mismatched_segments": 0}, [], 0)
+    examples = [{"segment_id": s, "members": m, "member_rows": n} for s, m, n, _ in rows]
+    count = int(rows[0][3])
+    observed = {"mismatched_segments": count}
+    return ExpectationResult(name, column, ERROR, False, observed, to_jsonable(examples), count)
+
+
 SQL_CHECKS: dict[
-    str, Callable[[duckdb.DuckDBPyConnection, Mapping[str, Any]], ExpectationResult]
-] = {"segment_member_consent": segment_member_consent}
+    str, Callable[[duckdb.DuckDBPyConnection, str, Mapping[str, Any]], ExpectationResult]
+] = {
+    "segment_member_consent": segment_member_consent,
+    "rows_reconcile": rows_reconcile,
+    "segment_sizes_match_members": segment_sizes_match_members,
+}

@@ -163,6 +163,8 @@ def _raw(
         id_columns=lineage,
         freshness=freshness,
         event_times=event_times,
+        # rows read = rows loaded + rows quarantined, per file of the ledger
+        sql_checks=("rows_reconcile",),
     )
 
 
@@ -308,10 +310,54 @@ _SUITES: tuple[SuiteSpec, ...] = (
     ),
     SuiteSpec(
         table="staging.stg_web__events",
-        required=("event_id",),
-        rules=(not_null("event_id"),),
+        required=("event_id", "event_type", "anonymous_id"),
+        rules=(
+            not_null("event_id"),
+            not_null("anonymous_id"),
+            in_set("event_type", WEB_EVENT_TYPES),
+            in_set("device_type", DEVICE_TYPES),  # normalised by staging
+        ),
         unique=(("event_id",),),
         id_columns=("event_id",),
+        event_times=("event_at",),
+    ),
+    SuiteSpec(
+        table="staging.stg_consent__events",
+        required=("consent_event_id", "subject_type", "purpose", "status", "event_at"),
+        rules=(
+            not_null("consent_event_id"),
+            not_null("subject_node"),
+            in_set("subject_type", SUBJECT_TYPES),
+            in_set("purpose", PURPOSES),
+            in_set("status", CONSENT_STATUSES),
+        ),
+        unique=(("consent_event_id",),),
+        id_columns=("consent_event_id",),
+        event_times=("event_at",),
+    ),
+    SuiteSpec(
+        table="staging.stg_privacy__requests",
+        required=("request_id", "request_type", "subject_type"),
+        rules=(
+            not_null("request_id"),
+            in_set("request_type", REQUEST_TYPES),
+            in_set("subject_type", SUBJECT_TYPES),
+        ),
+        unique=(("request_id",),),
+        id_columns=("request_id",),
+        event_times=("requested_at",),
+    ),
+    SuiteSpec(
+        table="staging.stg_campaigns__results",
+        required=("date", "campaign_id", "segment_id"),
+        rules=(
+            not_null("campaign_id"),
+            not_null("segment_id"),
+            between("impressions", 0),
+            between("clicks", 0),
+            between("spend", 0),
+        ),
+        id_columns=("campaign_id", "segment_id", "date"),
     ),
     # marts
     SuiteSpec(
@@ -354,7 +400,12 @@ _SUITES: tuple[SuiteSpec, ...] = (
             not_null("person_id"),
             between("propensity_30d", 0, 1),
             between("propensity_decile", 1, 10),
+            between("probability_alive", 0, 1),
+            between("expected_transactions_90d", 0),
+            between("expected_transactions_365d", 0),
+            between("expected_spend_365d", 0),
             in_set("rfm_cell", RFM_CELLS),
+            not_null("rfm_cell"),
         ),
         unique=(("person_id",),),
         id_columns=("person_id",),
@@ -394,8 +445,18 @@ _SUITES: tuple[SuiteSpec, ...] = (
             between("members", 0),
             between("share_of_persons", 0, 1),
             between("members", "$min_segment_size", severity=WARN),
+            between("share_of_persons", hi="$max_segment_share", severity=WARN),
         ),
+        unique=(("segment_id",),),
         id_columns=("segment_id",),
+        sql_checks=("segment_sizes_match_members",),
+    ),
+    SuiteSpec(
+        table="marts.segment_membership_history",
+        required=("segment_id", "person_id", "as_of"),
+        rules=(not_null("segment_id"), not_null("person_id"), not_null("as_of")),
+        unique=(("segment_id", "person_id", "as_of"),),
+        id_columns=("segment_id", "person_id", "as_of"),
     ),
     SuiteSpec(
         table="ml.model_runs",

@@ -123,11 +123,26 @@ def _ensure_schemas(con: duckdb.DuckDBPyConnection) -> None:
     con.execute("create schema if not exists ml")
 
 
-def _append_model_runs(con: duckdb.DuckDBPyConnection, rows: list[tuple]) -> None:
+def _append_model_runs(
+    con: duckdb.DuckDBPyConnection, rows: list[tuple], skip_known_versions: bool = False
+) -> int:
+    """Insert model_runs rows in one transaction; with skip_known_versions, a row whose
+    (model_name, version) is already stored is left out. Returns rows inserted."""
     con.execute(
         "create table if not exists ml.model_runs (model_name varchar, version varchar, "
         "as_of date, trained_at timestamp, params varchar, metrics varchar, features varchar)"
     )
+    if skip_known_versions:
+        known = set(
+            con.execute(
+                "select model_name, version from ml.model_runs where model_name in "
+                "(select unnest($names))",
+                {"names": [r[0] for r in rows]},
+            ).fetchall()
+        )
+        rows = [r for r in rows if (r[0], r[1]) not in known]
+    if not rows:
+        return 0
     con.execute("begin transaction")
     try:
         con.executemany("insert into ml.model_runs values (?, ?, ?, ?, ?, ?, ?)", rows)
@@ -135,6 +150,19 @@ def _append_model_runs(con: duckdb.DuckDBPyConnection, rows: list[tuple]) -> Non
     except Exception:
         con.execute("rollback")
         raise
+    return len(rows)
+
+
+def data_fingerprint(con: duckdb.DuckDBPyConnection) -> str:
+    """Order-free hash of the model inputs (features and training examples): equal inputs give
+    the same model version, so a re-run on unchanged data can reuse it."""
+    parts = []
+    for table in ("marts.customer_features", "ml.propensity_training_examples"):
+        schema, name = table.split(".")
+        if table_columns(con, schema, name):
+            row = con.execute(f"select count(*), bit_xor(hash(t)) from {table} t").fetchone()
+            parts.append(f"{table}:{row[0]}:{row[1]}")
+    return hashlib.sha1("|".join(parts).encode()).hexdigest()[:12]
 
 
 def score_customers(
@@ -142,9 +170,12 @@ def score_customers(
     as_of: date,
     seed: int = 42,
     version: str | None = None,
+    skip_known_versions: bool = False,
 ) -> dict:
     """Score every person in marts.customer_features; write marts.customer_scores (replace) and
-    append ml.model_runs. Returns metrics per model and a `warnings` list."""
+    append ml.model_runs. The default version carries a fingerprint of the input data; with
+    skip_known_versions a model whose (model_name, version) is stored is not appended again, so
+    a re-run on unchanged inputs changes no table. Returns metrics per model and `warnings`."""
     columns = table_columns(con, "marts", "customer_features")
     if not columns or "person_id" not in columns:
         raise ValueError("marts.customer_features is missing or has no person_id column")
@@ -250,6 +281,7 @@ def score_customers(
     clusters.metrics["sizes"] = cluster_sizes
 
     trained_at = datetime.now(UTC).replace(tzinfo=None)
+    fingerprint = data_fingerprint(con)
     runs = []
     for name, params, metrics, feats in (
         ("behavioural_clusters", clusters.params, clusters.metrics, features),
@@ -258,12 +290,12 @@ def score_customers(
         params_json, features_json = to_json(params), to_json(feats)
         run_version = version or (
             f"{as_of.isoformat()}-s{seed}-"
-            + hashlib.sha1((params_json + features_json).encode()).hexdigest()[:8]
+            + hashlib.sha1((params_json + features_json + fingerprint).encode()).hexdigest()[:8]
         )
         runs.append(
             (name, run_version, as_of, trained_at, params_json, to_json(metrics), features_json)
         )
-    _append_model_runs(con, runs)
+    appended = _append_model_runs(con, runs, skip_known_versions)
 
     return _jsonable(
         {
@@ -273,6 +305,8 @@ def score_customers(
             "propensity": propensity.metrics,
             "rfm": {"cells": rfm_counts},
             "timings_s": {k: round(v, 2) for k, v in timings.items()},
+            "model_runs_appended": appended,
+            "data_fingerprint": fingerprint,
             "warnings": warnings,
         }
     )

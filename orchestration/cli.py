@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import argparse
-import fcntl
 import os
 import sys
 import time
@@ -31,28 +30,6 @@ def _cmd_generate(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
-class _WarehouseLock:
-    """An exclusive lock beside the warehouse: never two writers, and a clear refusal."""
-
-    def __init__(self, warehouse: Path):
-        warehouse.parent.mkdir(parents=True, exist_ok=True)
-        self.path = warehouse.with_name(warehouse.name + ".lock")
-        self.handle = None
-
-    def __enter__(self):
-        self.handle = open(self.path, "a+")  # noqa: SIM115 - held for the run's lifetime
-        try:
-            fcntl.flock(self.handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError:
-            self.handle.close()
-            raise
-        return self
-
-    def __exit__(self, *exc):
-        fcntl.flock(self.handle, fcntl.LOCK_UN)
-        self.handle.close()
-
-
 def _cmd_run(args: argparse.Namespace) -> int:
     from orchestration.settings import SettingsError, load_settings
 
@@ -61,21 +38,21 @@ def _cmd_run(args: argparse.Namespace) -> int:
     except SettingsError as exc:
         print(f"microseg run: bad setting: {exc}", file=sys.stderr)
         return EXIT_CANNOT_RUN
+    from orchestration.defs.resources import WarehouseBusyError, WarehouseLock
+
+    # Refuse at once (the run's own resource would wait); the run re-enters this same lock.
+    lock = WarehouseLock(settings.warehouse, wait_s=0)
     try:
-        lock = _WarehouseLock(settings.warehouse).__enter__()
-    except BlockingIOError:
-        print(
-            f"microseg run: another run holds the warehouse {settings.warehouse}; "
-            "wait for it to finish",
-            file=sys.stderr,
-        )
+        lock.acquire()
+    except WarehouseBusyError as exc:
+        print(f"microseg run: {exc}", file=sys.stderr)
         return EXIT_CANNOT_RUN
     try:
         from orchestration.runner import run_refresh
 
         return run_refresh(settings)
     finally:
-        lock.__exit__(None, None, None)
+        lock.release()
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import contextlib
+import os
+import socket
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import dagster as dg
 import duckdb
@@ -12,15 +14,23 @@ import duckdb
 from orchestration.settings import Settings
 
 EXIT_OK, EXIT_GATE_FAILED, EXIT_CANNOT_RUN = 0, 1, 2
+PID_TAG = "microseg/pid"
+HOST_TAG = "microseg/host"
+# An empty dagster.yaml means "everything under DAGSTER_HOME"; telemetry off on a closed network.
+INSTANCE_CONFIG = "telemetry:\n  enabled: false\n"
+BUSY_MARKER = "holds the warehouse lock"
 
 
-def _failed_checks(result: dg.ExecuteInProcessResult) -> list[tuple[str, str, str]]:
+def _check_failures(
+    result: dg.ExecuteInProcessResult, severity: dg.AssetCheckSeverity
+) -> list[tuple[str, str, str]]:
+    """(asset, check, failing values) of every check that failed with `severity`."""
     failed = []
     for event in result.all_events:
         if event.event_type_value != "ASSET_CHECK_EVALUATION":
             continue
         evaluation = event.event_specific_data
-        if evaluation.passed:
+        if evaluation.passed or evaluation.severity != severity:
             continue
         key = "/".join(evaluation.asset_key.path)
         meta = evaluation.metadata or {}
@@ -30,6 +40,59 @@ def _failed_checks(result: dg.ExecuteInProcessResult) -> list[tuple[str, str, st
             detail = str(failures.value)[:500]
         failed.append((key, evaluation.check_name, detail))
     return failed
+
+
+def _failed_checks(result: dg.ExecuteInProcessResult) -> list[tuple[str, str, str]]:
+    """Blocking failures only: error-severity checks (dbt tests with error severity included)."""
+    return _check_failures(result, dg.AssetCheckSeverity.ERROR)
+
+
+def _run_errors(result: dg.ExecuteInProcessResult) -> list[str]:
+    """Errors outside any step (resources that could not start, e.g. the warehouse lock)."""
+    errors = []
+    for event in result.all_events:
+        if event.event_type_value == "RESOURCE_INIT_FAILURE":
+            error = getattr(event.event_specific_data, "error", None)
+            message = error.message.strip() if error is not None else (event.message or "")
+            errors.append(message.splitlines()[-1] if message else "resource failed to start")
+    return errors
+
+
+def _mark_dead_runs_failed(instance: dg.DagsterInstance) -> list[str]:
+    """Runs this host's CLI started whose process is gone (killed) stay STARTED in the UI for
+    ever; report them failed. Called while holding the warehouse lock, so none is alive."""
+    marked = []
+    records = instance.get_run_records(
+        filters=dg.RunsFilter(
+            statuses=[dg.DagsterRunStatus.STARTED, dg.DagsterRunStatus.STARTING],
+            tags={HOST_TAG: socket.gethostname()},
+        )
+    )
+    for record in records:
+        run = record.dagster_run
+        try:
+            pid = int(run.tags.get(PID_TAG, "0"))
+        except ValueError:
+            continue
+        if pid == os.getpid() or _alive(pid):
+            continue
+        instance.report_run_failed(
+            run, f"process {pid} running it ended without finishing (killed?); recovered"
+        )
+        marked.append(run.run_id)
+    return marked
+
+
+def _alive(pid: int) -> bool:
+    if pid <= 0:
+        return False
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
 
 
 def _checks_count(result: dg.ExecuteInProcessResult) -> tuple[int, int]:
@@ -105,10 +168,19 @@ class RefreshOutcome:
     step_failures: list[tuple[str, str]]
     checks_passed: int
     published: bool
+    warned_checks: list[tuple[str, str, str]] = field(default_factory=list)
+    run_errors: list[str] = field(default_factory=list)
+    recovered_runs: list[str] = field(default_factory=list)
+
+    @property
+    def busy(self) -> bool:
+        return any(BUSY_MARKER in e for e in self.run_errors)
 
     @property
     def exit_code(self) -> int:
-        if self.failed_checks or self.step_failures or not self.published:
+        if self.busy:
+            return EXIT_CANNOT_RUN
+        if self.failed_checks or self.step_failures or self.run_errors or not self.published:
             return EXIT_GATE_FAILED
         return EXIT_OK
 
@@ -120,21 +192,28 @@ def execute_refresh(settings: Settings, log_level: str = "WARNING") -> RefreshOu
     started = time.monotonic()
     settings.export_to_process()
     settings.dagster_home.mkdir(parents=True, exist_ok=True)
-    # An empty instance config means "store everything under DAGSTER_HOME", without a notice.
-    (settings.dagster_home / "dagster.yaml").touch(exist_ok=True)
+    config = settings.dagster_home / "dagster.yaml"
+    if not config.exists() or not config.read_text().strip():
+        config.write_text(INSTANCE_CONFIG)
     defs = build_definitions(settings)
     instance = dg.DagsterInstance.get()
+    recovered = _mark_dead_runs_failed(instance)
     job = defs.resolve_job_def("refresh")
     result = job.execute_in_process(
         instance=instance,
         raise_on_error=False,
         # The console gets warnings and errors; every event is still in the instance (UI).
         run_config={"loggers": {"console": {"config": {"log_level": log_level}}}},
+        tags={PID_TAG: str(os.getpid()), HOST_TAG: socket.gethostname()},
     )
     step_failures = []
     for event in result.all_events:
         if event.event_type_value == "STEP_FAILURE":
-            lines = event.event_specific_data.error.message.strip().splitlines()
+            error = event.event_specific_data.error
+            # Dagster wraps user errors: the cause says what went wrong.
+            while error.cause is not None and "Error occurred while executing" in error.message:
+                error = error.cause
+            lines = error.message.strip().splitlines()
             step_failures.append((event.step_key, lines[0] if lines else ""))
     passed, _ = _checks_count(result)
     return RefreshOutcome(
@@ -143,6 +222,9 @@ def execute_refresh(settings: Settings, log_level: str = "WARNING") -> RefreshOu
         failed_checks=_failed_checks(result),
         step_failures=step_failures,
         checks_passed=passed,
+        warned_checks=_check_failures(result, dg.AssetCheckSeverity.WARN),
+        run_errors=_run_errors(result),
+        recovered_runs=recovered,
         published=any(
             e.event_type_value == "ASSET_MATERIALIZATION"
             and e.asset_key == dg.AssetKey(["serving", "snapshot"])
@@ -163,17 +245,30 @@ def run_refresh(settings: Settings) -> int:
     except Exception as exc:  # a broken project or instance: say so in one line
         print(f"microseg run: could not run the pipeline: {exc}")
         return EXIT_CANNOT_RUN
+    if outcome.busy:
+        for message in outcome.run_errors:
+            print(f"microseg run: {message}")
+        return EXIT_CANNOT_RUN
+    for run_id in outcome.recovered_runs:
+        print(f"marked run {run_id} failed: its process died before finishing")
     for line in _summary(settings):
         print(line)
-    print(f"checks: {outcome.checks_passed} passed, {len(outcome.failed_checks)} failed")
+    print(
+        f"checks: {outcome.checks_passed} passed, {len(outcome.failed_checks)} failed, "
+        f"{len(outcome.warned_checks)} with warnings"
+    )
     for key, check, detail in outcome.failed_checks:
         print(f"  FAILED {key} {check}: {detail}")
     for step, message in outcome.step_failures:
         print(f"  FAILED step {step}: {message}")
+    for message in outcome.run_errors:
+        print(f"  FAILED run: {message}")
+    for key, check, detail in outcome.warned_checks:
+        print(f"  WARN {key} {check}: {detail.splitlines()[0] if detail else ''}"[:300])
     print(f"run {outcome.result.run_id} took {outcome.elapsed_s:.0f}s")
     if outcome.exit_code != EXIT_OK:
         print("nothing was published; the previous serving snapshot is unchanged")
-        return EXIT_GATE_FAILED
+        return outcome.exit_code
     print(f"serving snapshot: {settings.serving}")
     print("query it (read-only; the next run swaps it atomically):")
     print(

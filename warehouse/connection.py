@@ -26,6 +26,14 @@ def hmac_pads(key: bytes) -> tuple[bytes, bytes]:
     return bytes(b ^ 0x36 for b in key), bytes(b ^ 0x5C for b in key)
 
 
+def hmac_sql(expr: str) -> str:
+    """SQL for the keyed hash of a text expression (same as the dbt macro hmac_key)."""
+    return (
+        "sha256(getvariable('hmac_opad') || unhex(sha256(getvariable('hmac_ipad') || "
+        f"encode({expr}))))"
+    )
+
+
 @functools.lru_cache(maxsize=1_000_000)
 def _e164(raw: str, region: str) -> str | None:
     try:

@@ -8,8 +8,12 @@ loaded in one transaction with its `raw.load_ledger` row, so a crash never leave
 from __future__ import annotations
 
 import csv
+import gzip
 import hashlib
 import os
+import tempfile
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime
 from pathlib import Path
@@ -44,16 +48,36 @@ LEDGER_COLUMNS = (
     ("status", "VARCHAR"),
     ("message", "VARCHAR"),
     ("loaded_at", "TIMESTAMP"),
+    # data rows the reader produced (loaded + quarantined); the raw gates reconcile against it
+    ("rows_read", "BIGINT"),
 )
 FORMATS = {".csv": "csv", ".jsonl": "jsonl", ".ndjson": "jsonl", ".parquet": "parquet"}
 _CHUNK = 1 << 20
 _HEADER_LIMIT = 1 << 20
+# A CSV or JSON line may hold a field this long (DuckDB's default is 2 MB).
+_MAX_LINE = 100_000_000
+_GZIP_MAGIC = b"\x1f\x8b"
+_GLOB_CHARS = "*?[]{}"
 # Temporary tables private to this module (one ingest at a time per connection).
 _STAGE = "temp._ingest_stage"
 _LINES = "temp._ingest_lines"
-_SCRATCH = ("temp._ingest_checked", "temp._ingest_gaps", "temp._ingest_stage2")
+_SCRATCH = (
+    "temp._ingest_checked",
+    "temp._ingest_raw_lines",
+    "temp._ingest_parsed",
+    "temp._ingest_parsed2",
+    "temp._ingest_gaps",
+    "temp._ingest_stage2",
+    "temp._ingest_malformed",
+    "temp._ingest_good",
+    "temp._ingest_rejects2",
+    "temp._ingest_scans2",
+)
 _REJECTS = "_ingest_rejects"
 _SCANS = "_ingest_scans"
+_MALFORMED = (
+    "temp._ingest_malformed"  # (_row_number, rule, record): rows the reader could not split
+)
 # An offset at the end of a time part: such values are cast via TIMESTAMPTZ, naive ones are UTC.
 _OFFSET_RE = r"\d:\d\d(:\d\d(\.\d*)?)?\s*([Zz]|[+-]\d\d(:?\d\d)?)$"
 _TRUE = "('true', 't', '1', 'yes', 'y')"
@@ -71,6 +95,7 @@ class FileResult:
     rows_quarantined: int = 0
     message: str | None = None
     replaced: bool = False  # a new version of a path loaded before
+    rows_read: int | None = None  # None for a rejected file
 
 
 @dataclass
@@ -128,6 +153,9 @@ def ensure_raw_schema(con: duckdb.DuckDBPyConnection) -> None:
             f"create table if not exists {spec.quarantine_table} ({_ddl(QUARANTINE_COLUMNS)})"
         )
     con.execute(f"create table if not exists raw.load_ledger ({_ddl(LEDGER_COLUMNS)})")
+    # Warehouses created before a ledger column existed gain it (older rows hold NULL).
+    for name, dtype in LEDGER_COLUMNS:
+        con.execute(f"alter table raw.load_ledger add column if not exists {_ident(name)} {dtype}")
 
 
 def _skip_name(name: str) -> bool:
@@ -172,7 +200,7 @@ class _Stage:
     names: list[str]  # original column name of c<i>
     json: bool
     row_expr: str = "s._row_number"  # SQL for the 1-based data row number
-    has_rejects: bool = False  # malformed lines recorded in the rejects table
+    malformed: int = 0  # rows in the malformed table (lines the reader could not split)
 
 
 def _drop_temp(con: duckdb.DuckDBPyConnection) -> None:
@@ -180,9 +208,19 @@ def _drop_temp(con: duckdb.DuckDBPyConnection) -> None:
         con.execute(f"drop table if exists {table}")
 
 
-def _csv_header(path: Path, rel: str) -> list[str] | None:
+def _compression(path: Path) -> str:
+    """'gzip' for gzip bytes whatever the name says (a `.csv` that is really `.csv.gz`)."""
     with path.open("rb") as fh:
-        first = fh.readline(_HEADER_LIMIT)
+        return "gzip" if fh.read(2) == _GZIP_MAGIC else "none"
+
+
+def _csv_header(path: Path, rel: str, compression: str) -> list[str] | None:
+    opener = gzip.open if compression == "gzip" else open
+    try:
+        with opener(path, "rb") as fh:
+            first = fh.readline(_HEADER_LIMIT)
+    except (OSError, EOFError) as exc:
+        raise _Rejected(f"{rel}: cannot read the file: {exc}") from None
     if not first.strip(b"\r\n\t \xef\xbb\xbf"):
         return None
     try:
@@ -193,50 +231,200 @@ def _csv_header(path: Path, rel: str) -> list[str] | None:
     return row
 
 
-def _stage_csv(con: duckdb.DuckDBPyConnection, path: Path, rel: str) -> _Stage | None:
-    header = _csv_header(path, rel)
-    if header is None:
-        return None
-    columns = {f"c{i}": "VARCHAR" for i in range(len(header))}
-    con.execute(
-        f"""
-        create temp table _ingest_stage as
-        select *
-        from read_csv($path, header = true, auto_detect = false, columns = $columns,
-                      delim = ',', quote = '"', escape = '"', strict_mode = true,
-                      store_rejects = true, rejects_table = '{_REJECTS}',
-                      rejects_scan = '{_SCANS}')
-        """,
-        {"path": str(path), "columns": columns},
-    )
-    # rowid follows insertion order: the stage is created outside any transaction.
-    return _Stage(header, json=False, row_expr="(s.rowid + 1)", has_rejects=_count_rejects(con) > 0)
-
-
-def _count_rejects(con: duckdb.DuckDBPyConnection) -> int:
-    exists = con.execute(
-        "select count(*) from duckdb_tables() where temporary and table_name = $t",
-        {"t": _REJECTS},
-    ).fetchone()
-    if not exists or not exists[0]:
-        return 0
-    row = con.execute(f"select count(distinct line) from temp.{_REJECTS}").fetchone()
+def _count(con: duckdb.DuckDBPyConnection, table: str) -> int:
+    row = con.execute(f"select count(*) from {table}").fetchone()
     return int(row[0]) if row else 0
 
 
-def _stage_jsonl(con: duckdb.DuckDBPyConnection, path: Path) -> _Stage | None:
-    # One VARCHAR column per physical line: no quoting, a delimiter JSON text never holds raw.
+def _read_csv_sql(header: bool, rejects: str, scans: str, columns: str = "$columns") -> str:
+    return f"""
+        read_csv($path, header = {"true" if header else "false"}, auto_detect = false,
+                 columns = {columns}, delim = ',', quote = '"', escape = '"',
+                 strict_mode = true, max_line_size = {_MAX_LINE}, compression = $compression,
+                 store_rejects = true, rejects_table = '{rejects}', rejects_scan = '{scans}')
+    """
+
+
+def _stage_csv(
+    con: duckdb.DuckDBPyConnection, path: Path, rel: str, compression: str
+) -> _Stage | None:
+    header = _csv_header(path, rel, compression)
+    if header is None:
+        return None
+    columns = {f"c{i}": "VARCHAR" for i in range(len(header))}
+    params = {"path": str(path), "columns": columns, "compression": compression}
+    con.execute(
+        f"create temp table _ingest_stage as select * from {_read_csv_sql(True, _REJECTS, _SCANS)}",
+        params,
+    )
+    # An unbalanced quote makes the reader swallow the following lines into one bad record:
+    # re-read line by line so every other row still loads.
+    swallowed = con.execute(
+        f"select count(*) from temp.{_REJECTS} "
+        "where contains(rtrim(csv_line, chr(10) || chr(13)), chr(10))"
+    ).fetchone()[0]
+    if swallowed:
+        _drop_temp(con)
+        return _stage_csv_lines(con, header, params)
     con.execute(
         f"""
-        create temp table _ingest_lines as
+        create temp table _ingest_malformed as
+        select line - 1 as _row_number, 'csv_malformed' as rule,
+               trim(any_value(csv_line order by byte_position), chr(10) || chr(13)) as record
+        from temp.{_REJECTS} group by line
+        """
+    )
+    # rowid follows insertion order: the stage is created outside any transaction.
+    return _Stage(header, json=False, row_expr="(s.rowid + 1)", malformed=_count(con, _MALFORMED))
+
+
+def _physical_lines(con: duckdb.DuckDBPyConnection, params: dict[str, Any]) -> None:
+    """`_ingest_lines(ln, line)`: every physical line with its 1-based number, and the lines
+    the reader rejects (not UTF-8) in the malformed table with rule `malformed_rule`."""
+    con.execute(
+        f"""
+        create temp table _ingest_raw_lines as
         select line
         from read_csv($path, header = false, auto_detect = false,
                       columns = {{'line': 'VARCHAR'}}, delim = $delim, quote = '',
-                      escape = '', strict_mode = false, max_line_size = 100000000,
+                      escape = '', strict_mode = false, max_line_size = {_MAX_LINE},
+                      compression = $compression,
                       store_rejects = true, rejects_table = '{_REJECTS}',
                       rejects_scan = '{_SCANS}')
         """,
-        {"path": str(path), "delim": "\x01"},
+        {"path": params["path"], "compression": params["compression"], "delim": "\x01"},
+    )
+    _shift_past_gaps(
+        con,
+        "temp._ingest_raw_lines",
+        "s.rowid + 1",
+        f"select distinct line as r from temp.{_REJECTS}",
+        "_ingest_lines",
+        "ln",
+    )
+
+
+def _shift_past_gaps(
+    con: duckdb.DuckDBPyConnection,
+    table: str,
+    ord_expr: str,
+    gaps_sql: str,
+    out: str,
+    out_col: str,
+) -> None:
+    """Create temp table `out` = `table` plus `out_col`: its ordinal `ord_expr` (over alias `s`)
+    shifted past the numbers in `gaps_sql` (rows the reader left out), so both count the same
+    physical rows."""
+    con.execute(
+        f"""
+        create or replace temp table _ingest_gaps as
+        select gap, max(j) as skipped
+        from (
+            select r, row_number() over (order by r) as j, r - row_number() over (order by r) as gap
+            from ({gaps_sql})
+        )
+        group by gap
+        """
+    )
+    con.execute(
+        f"""
+        create or replace temp table {out} as
+        select s.*, {ord_expr} + coalesce(g.skipped, 0) as {out_col}
+        from {table} s
+        asof left join temp._ingest_gaps g on {ord_expr} > g.gap
+        """
+    )
+    con.execute("drop table temp._ingest_gaps")
+    if table.removeprefix("temp.") != out:
+        con.execute(f"drop table {table}")
+
+
+def _stage_csv_lines(
+    con: duckdb.DuckDBPyConnection, header: list[str], params: dict[str, Any]
+) -> _Stage:
+    """Line mode for a CSV with an unbalanced quote: each physical line is one record; a line
+    with an odd number of quotes is malformed, the others are parsed as CSV."""
+    _physical_lines(con, params)
+    con.execute(
+        f"""
+        create temp table _ingest_malformed as
+        select line - 1 as _row_number, 'csv_malformed' as rule,
+               trim(any_value(csv_line order by byte_position), chr(10) || chr(13)) as record
+        from temp.{_REJECTS} where line > 1 group by line
+        union all
+        select ln - 1, 'csv_malformed', rtrim(line, chr(13))
+        from temp._ingest_lines
+        where ln > 1 and (length(line) - length(replace(line, '"', ''))) % 2 = 1
+        """
+    )
+    con.execute(
+        """
+        create temp table _ingest_good as
+        select row_number() over (order by ln) as k, ln, line
+        from temp._ingest_lines
+        where ln > 1 and trim(line, ' ' || chr(9) || chr(13)) <> ''
+          and (length(line) - length(replace(line, '"', ''))) % 2 = 0
+        """
+    )
+    handle, tmp_name = tempfile.mkstemp(prefix="microseg-ingest-", suffix=".csv")
+    os.close(handle)
+    try:
+        con.execute(
+            "copy (select line from temp._ingest_good order by k) to "
+            f"'{_sql_path(tmp_name)}' (format csv, header false, quote '', escape '', "
+            "delimiter '\x01')"
+        )
+        con.execute(
+            "create temp table _ingest_parsed as select * from "
+            f"{_read_csv_sql(False, '_ingest_rejects2', '_ingest_scans2')}",
+            {"path": tmp_name, "columns": params["columns"], "compression": "none"},
+        )
+    finally:
+        os.unlink(tmp_name)
+    con.execute(
+        """
+        insert into temp._ingest_malformed
+        select g.ln - 1, 'csv_malformed',
+               trim(any_value(r.csv_line order by r.byte_position), chr(10) || chr(13))
+        from temp._ingest_rejects2 r join temp._ingest_good g on g.k = r.line
+        group by g.ln
+        """
+    )
+    _shift_past_gaps(
+        con,
+        "temp._ingest_parsed",
+        "s.rowid + 1",
+        "select distinct line as r from temp._ingest_rejects2",
+        "_ingest_parsed2",
+        "k",
+    )
+    con.execute(
+        """
+        create temp table _ingest_stage as
+        select p.* exclude (k), g.ln - 1 as _row_mapped
+        from temp._ingest_parsed2 p join temp._ingest_good g using (k)
+        """
+    )
+    for table in ("_ingest_parsed2", "_ingest_good", "_ingest_lines"):
+        con.execute(f"drop table if exists temp.{table}")
+    return _Stage(header, json=False, row_expr="s._row_mapped", malformed=_count(con, _MALFORMED))
+
+
+def _sql_path(path: str) -> str:
+    # A path we created ourselves (mkstemp); quotes doubled all the same.
+    return path.replace("'", "''")
+
+
+def _stage_jsonl(con: duckdb.DuckDBPyConnection, path: Path, compression: str) -> _Stage | None:
+    # One VARCHAR column per physical line: no quoting, a delimiter JSON text never holds raw.
+    _physical_lines(con, {"path": str(path), "compression": compression})
+    con.execute(
+        f"""
+        create temp table _ingest_malformed as
+        select line as _row_number, 'json_invalid' as rule,
+               trim(any_value(csv_line order by byte_position), chr(10) || chr(13)) as record
+        from temp.{_REJECTS} group by line
+        """
     )
     keys = [
         r[0]
@@ -257,11 +445,11 @@ def _stage_jsonl(con: duckdb.DuckDBPyConnection, path: Path) -> _Stage | None:
         create temp table _ingest_stage as
         select _row_number, line as _line, not ok as _json_invalid{", " if keys else ""}{values}
         from (
-            select (rowid + 1)::bigint as _row_number, line, ok,
+            select ln::bigint as _row_number, line, ok,
                    case when ok and len($paths) > 0
                         then json_extract_string(line, $paths) end as v
             from (
-                select rowid, line,
+                select ln, line,
                        case when json_valid(line) then json_type(line) = 'OBJECT'
                             else false end as ok
                 from {_LINES}
@@ -271,7 +459,9 @@ def _stage_jsonl(con: duckdb.DuckDBPyConnection, path: Path) -> _Stage | None:
         """,
         {"paths": paths or ["/"]},
     )
-    return _Stage(names=keys, json=True, has_rejects=_count_rejects(con) > 0)
+    if _count(con, _STAGE) == 0 and _count(con, _MALFORMED) == 0:
+        return None
+    return _Stage(names=keys, json=True, malformed=_count(con, _MALFORMED))
 
 
 def _stage_parquet(con: duckdb.DuckDBPyConnection, path: Path) -> _Stage:
@@ -443,30 +633,20 @@ def _build_load_sql(spec: SourceSpec, stage: _Stage) -> tuple[str, dict[str, Any
     return sql, params
 
 
-def _row_number_map(con: duckdb.DuckDBPyConnection, stage: _Stage, header_lines: int) -> None:
-    """Shift stage row numbers past malformed lines so both count physical data rows."""
+def _row_number_map(con: duckdb.DuckDBPyConnection, stage: _Stage) -> None:
+    """Shift stage row numbers past malformed rows so both count data rows of the file."""
     con.execute(
-        f"""
-        create or replace temp table _ingest_gaps as
-        select gap, max(j) as skipped
-        from (
-            select r, row_number() over (order by r) as j, r - row_number() over (order by r) as gap
-            from (select distinct line - {header_lines} as r from temp.{_REJECTS})
-        )
-        group by gap
-        """
-    )
-    con.execute(
-        f"""
-        create or replace temp table _ingest_stage2 as
-        select s.*, s._ord + coalesce(g.skipped, 0) as _row_mapped
-        from (select {stage.row_expr} as _ord, * from {_STAGE} s) s
-        asof left join temp._ingest_gaps g on s._ord > g.gap
-        """
+        f"create temp table _ingest_stage2 as select {stage.row_expr} as _ord, * from {_STAGE} s"
     )
     con.execute(f"drop table {_STAGE}")
-    con.execute("alter table temp._ingest_stage2 rename to _ingest_stage")
-    con.execute("drop table temp._ingest_gaps")
+    _shift_past_gaps(
+        con,
+        "temp._ingest_stage2",
+        "s._ord",
+        f"select distinct _row_number as r from {_MALFORMED}",
+        "_ingest_stage",
+        "_row_mapped",
+    )
     stage.row_expr = "s._row_mapped"
 
 
@@ -474,12 +654,34 @@ def _stage_file(
     con: duckdb.DuckDBPyConnection, spec: SourceSpec, fmt: str, path: Path, rel: str
 ) -> _Stage | None:
     """Read one file into the stage (outside any transaction); None for an empty file."""
-    if fmt == "csv":
-        stage = _stage_csv(con, path, rel)
-    elif fmt == "jsonl":
-        stage = _stage_jsonl(con, path)
+    with _unglobbed(path) as path:
+        return _stage_path(con, spec, fmt, path, rel)
+
+
+@contextmanager
+def _unglobbed(path: Path) -> Iterator[Path]:
+    """DuckDB's readers expand glob characters in a path (`[a].csv` would read `a.csv`): read
+    such a file through a symlink with a plain name."""
+    if not any(ch in path.name or ch in str(path.parent) for ch in _GLOB_CHARS):
+        yield path
+        return
+    with tempfile.TemporaryDirectory(prefix="microseg-ingest-") as folder:
+        alias = Path(folder) / ("data" + path.suffix.lower())
+        alias.symlink_to(path.resolve())
+        yield alias
+
+
+def _stage_path(
+    con: duckdb.DuckDBPyConnection, spec: SourceSpec, fmt: str, path: Path, rel: str
+) -> _Stage | None:
+    if fmt == "parquet":
+        stage: _Stage | None = _stage_parquet(con, path)
     else:
-        stage = _stage_parquet(con, path)
+        compression = _compression(path)
+        if fmt == "csv":
+            stage = _stage_csv(con, path, rel, compression)
+        else:
+            stage = _stage_jsonl(con, path, compression)
     if stage is None:
         return None
     has_valid = (
@@ -487,14 +689,27 @@ def _stage_file(
         or con.execute(f"select count(*) from {_STAGE} where not _json_invalid").fetchone()[0] > 0
     )
     if has_valid:
-        present = {n.strip().lower() for n in stage.names}
-        missing = [c for c in spec.required if c not in present]
-        if missing:
-            cols = ", ".join(missing)
-            raise _Rejected(f"{rel}: missing required column(s) {cols}")
-    if stage.has_rejects:
-        _row_number_map(con, stage, header_lines=0 if stage.json else 1)
+        _check_required_columns(spec, stage, rel)
+    if not stage.json and stage.malformed and stage.row_expr != "s._row_mapped":
+        _row_number_map(con, stage)
     return stage
+
+
+def _check_required_columns(spec: SourceSpec, stage: _Stage, rel: str) -> None:
+    """Reject the file when a required column is missing, naming file, column and a likely cause."""
+    present = {n.strip().lower() for n in stage.names}
+    missing = [c for c in spec.required if c not in present]
+    if not missing:
+        return
+    message = f"{rel}: missing required column(s) {', '.join(missing)}"
+    known = {c.name for c in spec.columns}
+    unknown = [n for n in stage.names if n.strip().lower() not in known]
+    if len(stage.names) == 1 and any(d in stage.names[0] for d in ";\t|"):
+        message += f"; the header is one column {stage.names[0][:80]!r}: wrong delimiter (use ',')?"
+    elif unknown:
+        shown = ", ".join(repr(n[:40]) for n in unknown[:5])
+        message += f"; unknown column(s) {shown} (renamed?)"
+    raise _Rejected(message)
 
 
 def _insert_file(
@@ -542,21 +757,25 @@ def _insert_file(
     con.execute("drop table temp._ingest_checked")
     loaded = int(inserted[0]) if inserted else 0
     quarantined = int(quarantined_rows[0]) if quarantined_rows else 0
-    if stage.has_rejects:
-        rule = "json_invalid" if stage.json else "csv_malformed"
-        header_lines = 0 if stage.json else 1
+    if stage.malformed:
         row = con.execute(
             f"""
             insert into {spec.quarantine_table}
-            select $file, line - {header_lines}, $rule,
-                   trim(any_value(csv_line order by byte_position), chr(10) || chr(13)),
-                   $at
-            from temp.{_REJECTS} group by line order by line
+            select $file, _row_number, rule, record, $at
+            from {_MALFORMED} order by _row_number
             """,
-            {"file": rel, "rule": rule, "at": loaded_at},
+            {"file": rel, "at": loaded_at},
         ).fetchone()
         quarantined += int(row[0]) if row else 0
     return loaded, quarantined
+
+
+def _rows_read(con: duckdb.DuckDBPyConnection, stage: _Stage | None) -> int:
+    """Data rows the reader produced: staged rows plus rows it could not split."""
+    if stage is None:
+        return 0
+    # blank lines are not rows: neither stage holds them
+    return _count(con, _STAGE) + stage.malformed
 
 
 def _current_ledger(con: duckdb.DuckDBPyConnection, source: str) -> dict[str, str]:
@@ -574,8 +793,9 @@ def _ledger_row(
     result: FileResult,
     loaded_at: datetime,
 ) -> None:
+    names = ", ".join(_ident(n) for n, _ in LEDGER_COLUMNS)
     con.execute(
-        "insert into raw.load_ledger values ($s, $p, $h, $l, $q, $st, $m, $at)",
+        f"insert into raw.load_ledger ({names}) values ($s, $p, $h, $l, $q, $st, $m, $at, $r)",
         {
             "s": source,
             "p": result.path,
@@ -585,6 +805,7 @@ def _ledger_row(
             "st": result.status,
             "m": result.message,
             "at": loaded_at,
+            "r": result.rows_read,
         },
     )
 
@@ -628,9 +849,12 @@ def load_source(
                     if previous is not None:
                         for table in (spec.table, spec.quarantine_table):
                             con.execute(f"delete from {table} where _file = $f", {"f": rel})
+                    outcome.rows_read = _rows_read(con, stage)
                     if stage is not None:
                         counts = _insert_file(con, spec, stage, rel, run_date, loaded_at)
                         outcome.rows_loaded, outcome.rows_quarantined = counts
+                    if stage is None:
+                        outcome.message = "empty file: no rows to load"
                 # A rejected new version leaves what the path loaded before in place.
                 _ledger_row(con, source, outcome, loaded_at)
                 con.execute("commit")

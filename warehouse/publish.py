@@ -9,6 +9,8 @@ from pathlib import Path
 import duckdb
 
 PUBLISHED_SCHEMAS = ("marts", "ml")
+# dbt-duckdb's intermediate relations: left behind only by a run killed mid-swap, never served.
+SCRATCH_SUFFIXES = ("__dbt_tmp", "__dbt_backup")
 
 # Direct identifiers never leave the warehouse: dropped from the snapshot, not renamed.
 DIRECT_IDENTIFIER_COLUMNS = frozenset(
@@ -42,8 +44,10 @@ def publish_snapshot(con: duckdb.DuckDBPyConnection, serving_path: str | Path) -
     """
     serving = Path(serving_path)
     serving.parent.mkdir(parents=True, exist_ok=True)
-    for stale in serving.parent.glob(serving.name + ".*.tmp"):
-        stale.unlink(missing_ok=True)
+    # A publish killed before its swap leaves its temporary file (and DuckDB's WAL beside it).
+    for pattern in (".*.tmp", ".*.tmp.wal"):
+        for stale in serving.parent.glob(serving.name + pattern):
+            stale.unlink(missing_ok=True)
     tmp = serving.with_name(f"{serving.name}.{uuid.uuid4().hex}.tmp")
     tables: dict[str, int] = {}
     dropped: dict[str, list[str]] = {}
@@ -61,6 +65,8 @@ def publish_snapshot(con: duckdb.DuckDBPyConnection, serving_path: str | Path) -
                 [schema],
             ).fetchall()
             for (name,) in names:
+                if name.endswith(SCRATCH_SUFFIXES):
+                    continue
                 columns = [
                     c
                     for (c,) in con.execute(

@@ -1,9 +1,14 @@
 """Resources built in one place from the settings."""
 
+import fcntl
+import os
+import threading
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from datetime import UTC, date, datetime
+from pathlib import Path
+from typing import IO
 
 import dagster as dg
 import duckdb
@@ -12,6 +17,82 @@ from pydantic import PrivateAttr
 
 from orchestration.settings import DBT_PROJECT_DIR, Settings, load_settings
 from warehouse.connection import configure_connection
+
+LOCK_WAIT_S = 60.0  # how long a run waits for another writer (candidate setting)
+
+
+class WarehouseBusyError(RuntimeError):
+    """Another run holds the warehouse: never two writers."""
+
+
+class WarehouseLock:
+    """An exclusive flock on `<warehouse>.lock`, held for a whole run.
+
+    Re-entrant within one process (the CLI takes it, then the run's resource takes it again);
+    the kernel drops it when the holder dies, so a killed run never leaves a stale lock.
+    """
+
+    _held: dict[str, tuple[IO[str], int]] = {}
+    _guard = threading.Lock()
+
+    def __init__(self, warehouse: str | Path, wait_s: float = 0.0):
+        warehouse = Path(warehouse)
+        self.path = warehouse.with_name(warehouse.name + ".lock")
+        self.wait_s = wait_s
+
+    def holder(self) -> str:
+        try:
+            return self.path.read_text().strip() or "unknown holder"
+        except OSError:
+            return "unknown holder"
+
+    def acquire(self) -> None:
+        key = str(self.path)
+        with self._guard:
+            if key in self._held:
+                handle, count = self._held[key]
+                self._held[key] = (handle, count + 1)
+                return
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        handle = open(self.path, "a+")  # noqa: SIM115 - held until release()
+        deadline = time.monotonic() + self.wait_s
+        while True:
+            try:
+                fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                break
+            except BlockingIOError:
+                if time.monotonic() >= deadline:
+                    handle.close()
+                    waited = f" after waiting {self.wait_s:.0f}s" if self.wait_s else ""
+                    raise WarehouseBusyError(
+                        f"another run holds the warehouse lock {self.path} "
+                        f"({self.holder()}){waited}; wait for it to finish"
+                    ) from None
+                time.sleep(0.2)
+        handle.seek(0)
+        handle.truncate()
+        handle.write(f"pid {os.getpid()} since {datetime.now(UTC).isoformat(timespec='seconds')}\n")
+        handle.flush()
+        with self._guard:
+            self._held[key] = (handle, 1)
+
+    def release(self) -> None:
+        key = str(self.path)
+        with self._guard:
+            handle, count = self._held[key]
+            if count > 1:
+                self._held[key] = (handle, count - 1)
+                return
+            del self._held[key]
+        fcntl.flock(handle, fcntl.LOCK_UN)
+        handle.close()
+
+    def __enter__(self) -> "WarehouseLock":
+        self.acquire()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.release()
 
 
 class WarehouseResource(dg.ConfigurableResource):
@@ -35,7 +116,20 @@ class WarehouseResource(dg.ConfigurableResource):
     identity_retrain: bool = False
     identity_blocklist: list[str] = []
     identity_overrides: str | None = None
+    run_lock_wait_s: float = LOCK_WAIT_S
     _lock_wait_s: float = PrivateAttr(default=30.0)
+    _run_lock: WarehouseLock | None = PrivateAttr(default=None)
+
+    def setup_for_execution(self, context: dg.InitResourceContext) -> None:
+        # Every run that writes the warehouse (CLI, UI, schedule) holds the lock for its whole
+        # life: a second writer waits run_lock_wait_s, then fails naming the lock.
+        self._run_lock = WarehouseLock(self.path, self.run_lock_wait_s)
+        self._run_lock.acquire()
+
+    def teardown_after_execution(self, context: dg.InitResourceContext) -> None:
+        if self._run_lock is not None:
+            self._run_lock.release()
+            self._run_lock = None
 
     @contextmanager
     def connect(self) -> Iterator[duckdb.DuckDBPyConnection]:

@@ -61,11 +61,28 @@ select date '2026-06-29' as date, 'meta' as platform, 'cmp1' as campaign_id, 'se
        'campaigns/a.csv' as _file, i as _row_number
 from range(1, 4) t(i);
 
+create table raw.crm_quarantine (_file varchar, _row_number bigint, rule varchar,
+                                 record varchar, quarantined_at timestamp);
+create table raw.pos_quarantine as select * from raw.crm_quarantine;
+create table raw.web_quarantine as select * from raw.crm_quarantine;
+create table raw.consent_quarantine as select * from raw.crm_quarantine;
+create table raw.privacy_quarantine as select * from raw.crm_quarantine;
+create table raw.campaigns_quarantine as select * from raw.crm_quarantine;
+insert into raw.pos_quarantine values ('pos/a.csv', 21, 'pos_negative_price', '{}', now());
+
 create table raw.load_ledger as
-select 'pos' as source, 'pos/a' || i || '.csv' as path, 'abc' as sha256,
-       20::bigint as rows_loaded, 0::bigint as rows_quarantined, 'loaded' as status,
-       null::varchar as message, now()::timestamp as loaded_at
-from range(1, 4) t(i);
+select source, source || '/a.' || ext as path, 'abc' as sha256, n::bigint as rows_loaded,
+       q::bigint as rows_quarantined, 'loaded' as status, null::varchar as message,
+       now()::timestamp as loaded_at, (n + q)::bigint as rows_read
+from (values ('crm', 'csv', 20, 0), ('pos', 'csv', 20, 1), ('web', 'jsonl', 20, 0),
+             ('consent', 'csv', 20, 0), ('privacy', 'csv', 3, 0), ('campaigns', 'csv', 3, 0))
+     v(source, ext, n, q)
+union all
+-- an older version of pos/a.csv and a rejected newer one: neither is what raw holds
+select 'pos', 'pos/a.csv', 'old', 5, 0, 'loaded', null, now()::timestamp - interval 1 day, 5
+union all
+select 'pos', 'pos/a.csv', 'new', 0, 0, 'rejected', 'pos/a.csv: missing required column(s) x',
+       now()::timestamp + interval 1 day, null;
 
 create view staging.stg_crm__customers as
 select source_system, crm_customer_id, lower(trim(email)) as email,
@@ -73,7 +90,16 @@ select source_system, crm_customer_id, lower(trim(email)) as email,
 from raw.crm;
 create view staging.stg_pos__transaction_lines as
 select transaction_id, line_number, transacted_at from raw.pos;
-create view staging.stg_web__events as select event_id, event_at, event_type from raw.web;
+create view staging.stg_web__events as
+select event_id, event_at, event_type, anonymous_id, device_type from raw.web;
+create view staging.stg_consent__events as
+select consent_event_id, subject_type, 'email:' || subject_id as subject_node, purpose, status,
+       event_at
+from raw.consent;
+create view staging.stg_privacy__requests as
+select request_id, request_type, subject_type, requested_at from raw.privacy;
+create view staging.stg_campaigns__results as
+select date, platform, campaign_id, segment_id, impressions, clicks, spend from raw.campaigns;
 
 create table marts.identity_map as
 select 'crm' as source_system, 'c' || i as source_key, 'p' || i as person_id from range(1, 11) t(i)
@@ -116,8 +142,13 @@ select 'seg3', 'p' || i, 1.0, i / 2, false, date '2026-06-30' from range(2, 11, 
 
 create table marts.segment_summary as
 select segment_id, date '2026-06-30' as as_of, count(*) as members,
-       count(*) / 10.0 as share_of_persons, 0 as excluded_no_consent
+       count(*) / 20.0 as share_of_persons, 0 as excluded_no_consent
 from marts.segment_members group by segment_id;
+
+create table marts.segment_membership_history as
+select segment_id, person_id, as_of, is_holdout from marts.segment_members
+union all
+select segment_id, person_id, date '2026-06-29', is_holdout from marts.segment_members;
 
 create table ml.model_runs as
 select 'propensity' as model_name, '1' as version, date '2026-06-30' as as_of,
@@ -430,7 +461,8 @@ def test_large_table_is_sampled_but_uniqueness_is_exact():
     con.execute("create schema staging")
     con.execute(
         "create table staging.stg_web__events as "
-        "select 'e' || i as event_id, timestamp '2026-06-01' + to_seconds(i) as event_at "
+        "select 'e' || i as event_id, timestamp '2026-06-01' + to_seconds(i) as event_at, "
+        "'page_view' as event_type, 'a' || i % 1000 as anonymous_id, 'app' as device_type "
         "from range(1000000) t(i)"
     )
     sample_rows = 50_000
@@ -462,6 +494,10 @@ def test_validation_of_a_50k_sample_is_fast():
         "'page_view', 'a' || i % 1000, 'desktop', null, 'web/b.jsonl', i "
         "from range(100000) t(i)"
     )
+    con.execute(
+        "insert into raw.load_ledger values ('web', 'web/b.jsonl', 'x', 100000, 0, 'loaded', "
+        "null, now(), 100000)"
+    )
     ex.validate(con, "raw.web", sample_rows=50_000, context=CONTEXT)  # warm the suite cache
     start = time.perf_counter()
     outcome = ex.validate(con, "raw.web", sample_rows=50_000, context=CONTEXT)
@@ -470,3 +506,94 @@ def test_validation_of_a_50k_sample_is_fast():
     assert outcome.success, outcome.summary()
     assert outcome.rows_checked == 50_000
     assert elapsed < 3
+
+
+def test_rows_read_reconcile_with_loaded_plus_quarantined(con):
+    outcome = ex.validate(con, "raw.pos", context=CONTEXT)
+    [check] = [r for r in outcome.results if r.name == "rows_reconcile"]
+    # the newest loaded version counts (21 rows read: 20 loaded + 1 quarantined)
+    assert check.success
+    assert check.observed == {
+        "files": 1,
+        "rows_read": 21,
+        "rows_loaded_plus_quarantined": 21,
+        "mismatched_files": 0,
+    }
+
+
+def test_a_row_lost_after_ingest_fails_the_reconcile_gate(con):
+    con.execute("delete from raw.pos_quarantine")
+    con.execute("delete from raw.pos where _row_number = 3")
+    failure = only_failure(ex.validate(con, "raw.pos", context=CONTEXT))
+    assert (failure.name, failure.severity, failure.failing_count) == ("rows_reconcile", "error", 1)
+    assert failure.failing_examples == [
+        {
+            "file": "pos/a.csv",
+            "in_ledger": True,
+            "rows_read": 21,
+            "rows_loaded": 19,
+            "rows_quarantined": 0,
+        }
+    ]
+
+
+def test_raw_rows_of_a_file_without_ledger_row_fail_the_reconcile_gate(con):
+    con.execute("update raw.crm set _file = 'crm/ghost.csv' where _row_number > 15")
+    failure = only_failure(ex.validate(con, "raw.crm", context=CONTEXT))
+    assert failure.name == "rows_reconcile"
+    assert failure.observed["mismatched_files"] == 2
+    files = {e["file"]: (e["in_ledger"], e["rows_loaded"]) for e in failure.failing_examples}
+    assert files == {"crm/a.csv": (True, 15), "crm/ghost.csv": (False, 5)}
+
+
+def test_segment_holding_nearly_everyone_warns(con):
+    con.execute(
+        "update marts.segment_summary set share_of_persons = 0.99 where segment_id = 'seg1'"
+    )
+    outcome = ex.validate(con, "marts.segment_summary", context=CONTEXT)
+    assert outcome.success
+    failure = only_failure(outcome)
+    assert (failure.column, failure.severity) == ("share_of_persons", "warn")
+
+
+def test_summary_sizes_must_match_member_rows(con):
+    con.execute("update marts.segment_summary set members = 7 where segment_id = 'seg2'")
+    failure = only_failure(ex.validate(con, "marts.segment_summary", context=CONTEXT))
+    assert (failure.name, failure.severity) == ("segment_sizes_match_members", "error")
+    assert failure.failing_examples == [{"segment_id": "seg2", "members": 7, "member_rows": 5}]
+
+
+def test_membership_history_key_is_unique(con):
+    con.execute(
+        "insert into marts.segment_membership_history values "
+        "('seg1', 'p1', date '2026-06-30', false)"
+    )
+    failure = only_failure(ex.validate(con, "marts.segment_membership_history", context=CONTEXT))
+    assert (failure.name, failure.failing_count) == ("key_unique", 2)
+
+
+def test_scores_outside_zero_one_fail(con):
+    con.execute("alter table marts.customer_scores add column probability_alive double")
+    con.execute("update marts.customer_scores set probability_alive = 1.5 where person_id = 'p3'")
+    failure = only_failure(ex.validate(con, "marts.customer_scores", context=CONTEXT))
+    assert (failure.column, failure.failing_examples[0]["person_id"]) == ("probability_alive", "p3")
+
+
+def test_rows_erased_by_privacy_requests_reconcile_within_what_erasure_reports(con):
+    con.execute("delete from raw.pos where _row_number in (3, 4)")
+    assert only_failure(ex.validate(con, "raw.pos", context=CONTEXT)).name == "rows_reconcile"
+    con.execute("create schema privacy")
+    con.execute(
+        "create table privacy.erasures_done (request_id varchar, completed_at timestamp, "
+        "persons bigint, rows_deleted bigint)"
+    )
+    con.execute("insert into privacy.erasures_done values ('r1', now(), 1, 1)")
+    # one row erased cannot explain two missing rows
+    assert only_failure(ex.validate(con, "raw.pos", context=CONTEXT)).name == "rows_reconcile"
+    con.execute("update privacy.erasures_done set rows_deleted = 9")
+    outcome = ex.validate(con, "raw.pos", context=CONTEXT)
+    [check] = [r for r in outcome.results if r.name == "rows_reconcile"]
+    assert check.success and check.observed["rows_erased_by_requests"] == 2
+    # erasure never explains extra rows or rows of a file the ledger does not know
+    con.execute("update raw.pos set _file = 'pos/ghost.csv' where _row_number = 5")
+    assert not ex.validate(con, "raw.pos", context=CONTEXT).success

@@ -383,18 +383,20 @@ def test_malformed_csv_lines_are_quarantined(con, landing):
     write(landing, "pos/q.csv", text)
     result = load_source(con, "pos", landing, RUN_DATE)
     assert result.files_rejected == []
+    # an unterminated quote no longer swallows the rest of the file: t5 still loads
     assert rows(con, "select transaction_id, _row_number from raw.pos order by 2") == [
         ("t1", 1),
         ("t3", 3),
+        ("t5", 5),
     ]
-    # an unterminated quote swallows the rest of the file into one malformed record
     assert quarantine(con, "pos") == [
         ("pos/q.csv", 2, "csv_malformed"),
         ("pos/q.csv", 4, "csv_malformed"),
     ]
     records = rows(con, "select record from raw.pos_quarantine order by _row_number")
-    assert records[0] == ("t2,1,2026-06-01,1",)
-    assert result.rows_loaded + result.rows_quarantined == 4
+    assert records == [("t2,1,2026-06-01,1",), ('t4,1,"2026-06-01,1,1,false',)]
+    assert result.rows_loaded + result.rows_quarantined == 5
+    assert rows(con, "select rows_read from raw.load_ledger") == [(5,)]
 
 
 def test_invalid_utf8_line_is_quarantined(con, landing):

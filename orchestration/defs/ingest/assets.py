@@ -12,7 +12,8 @@ def _ingest_asset(source: str) -> dg.AssetsDefinition:
         group_name="raw",
         kinds={"duckdb"},
         description=f"Rows of the `{source}/` landing folder, typed; rejected rows in "
-        f"raw.{source}_quarantine. Incremental by file (raw.load_ledger).",
+        f"raw.{source}_quarantine. Incremental by file (raw.load_ledger); its gate proves rows "
+        "read = rows loaded + rows quarantined per file.",
     )
     def _asset(context: dg.AssetExecutionContext, warehouse: WarehouseResource):
         with warehouse.connect() as con:
@@ -31,6 +32,7 @@ def _ingest_asset(source: str) -> dg.AssetsDefinition:
                 "rejected": dg.MetadataValue.json(
                     [{"file": p, "message": m} for p, m in result.files_rejected]
                 ),
+                "rows_read": sum(f.rows_read or 0 for f in result.files),
                 "rows_loaded": result.rows_loaded,
                 "rows_quarantined": result.rows_quarantined,
                 "rows_total": dg.MetadataValue.int(int(total)),

@@ -3,6 +3,7 @@
 import dagster as dg
 
 from orchestration.defs.resources import WarehouseResource
+from warehouse.erasure import apply_erasures, compact_database, scrub_serving
 from warehouse.privacy import fulfil_access_requests
 
 
@@ -37,4 +38,36 @@ def access_responses(
     )
 
 
-privacy_assets = [access_responses]
+@dg.asset(
+    key=["privacy", "erasure"],
+    group_name="privacy",
+    kinds={"duckdb"},
+    deps=[
+        ["intermediate", "int_privacy_requests_resolved"],
+        ["marts", "identity_map"],
+        ["marts", "customer_profiles"],
+    ],
+    description="Applies pending erasure requests: the person leaves every layer, earlier "
+    "exports, access responses and the serving snapshot; their keyed ids join the suppression "
+    "list ingest applies; the warehouse file is rewritten so no deleted bytes remain",
+)
+def erasure(
+    context: dg.AssetExecutionContext,
+    warehouse: WarehouseResource,
+    export_dir: dg.ResourceParam[str],
+    privacy_dir: dg.ResourceParam[str],
+    serving: dg.ResourceParam[str],
+):
+    with warehouse.connect() as con:
+        report = apply_erasures(
+            con, export_dir=export_dir, privacy_dir=privacy_dir, run_id=context.run_id
+        )
+    person_ids = report.pop("person_ids")
+    if report["requests"]:
+        # Only now is no connection open on the file: rewrite it from live rows.
+        compact_database(warehouse.path)
+        report["serving_rows_removed"] = scrub_serving(serving, person_ids)
+    return dg.MaterializeResult(metadata={"erasure": dg.MetadataValue.json(report)})
+
+
+privacy_assets = [access_responses, erasure]

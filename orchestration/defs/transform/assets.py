@@ -23,11 +23,20 @@ LAYERS: list[tuple[str, str]] = [
     ("staging", "path:models/staging"),
     (
         "identity",
-        "path:models/intermediate/identity identity_map customer_profiles identity_cuts "
-        "person_id_lineage",
+        "path:models/intermediate/identity path:models/intermediate/privacy identity_map "
+        "customer_profiles identity_cuts person_id_lineage",
     ),
     ("features", "path:models/intermediate/features customer_features path:models/ml"),
 ]
+
+# Models that read the person's events and must not see an erased person again in the run.
+AFTER_ERASURE_PATHS = (
+    "models/intermediate/features",
+    "models/marts/customer_features",
+    "models/ml",
+    "models/segments",
+)
+ERASURE_KEY = dg.AssetKey(["privacy", "erasure"])
 
 dbt_project = DbtProject(project_dir=DBT_PROJECT_DIR, profiles_dir=DBT_PROJECT_DIR)
 
@@ -77,6 +86,15 @@ class MicrosegTranslator(DagsterDbtTranslator):
     def get_group_name(self, dbt_resource_props: Mapping[str, Any]) -> str | None:
         fqn = dbt_resource_props.get("fqn") or []
         return fqn[1] if len(fqn) > 2 else "dbt"
+
+    def get_asset_spec(self, manifest, unique_id, project) -> dg.AssetSpec:
+        spec = super().get_asset_spec(manifest, unique_id, project)
+        props = self.get_resource_props(manifest, unique_id)
+        path = props.get("original_file_path") or ""
+        # Everything built from events waits until pending erasures are applied.
+        if props["resource_type"] == "model" and path.startswith(AFTER_ERASURE_PATHS):
+            return spec.merge_attributes(deps=[ERASURE_KEY])
+        return spec
 
 
 translator = MicrosegTranslator(

@@ -1,0 +1,162 @@
+"""Erasure that sticks: a person leaves every layer and file, and re-delivered data stays out."""
+
+from __future__ import annotations
+
+import csv
+import json
+import shutil
+from pathlib import Path
+
+import duckdb
+import pytest
+
+from orchestration.runner import execute_refresh
+from orchestration.settings import load_settings
+from synthetic import generate
+
+pytestmark = pytest.mark.slow
+
+
+def _env(root: Path) -> dict[str, str]:
+    return {
+        "MICROSEG_LANDING_DIR": str(root / "landing"),
+        "MICROSEG_WAREHOUSE": str(root / "warehouse.duckdb"),
+        "MICROSEG_SERVING": str(root / "serving.duckdb"),
+        "MICROSEG_EXPORT_DIR": str(root / "exports"),
+        "MICROSEG_PRIVACY_DIR": str(root / "privacy"),
+        "DAGSTER_HOME": str(root / "dagster_home"),
+        "MICROSEG_HMAC_KEY": "privacy-test-key",
+        "MICROSEG_MIN_SEGMENT_SIZE": "5",
+    }
+
+
+def _run(root: Path):
+    with pytest.MonkeyPatch.context() as mp:
+        for name, value in _env(root).items():
+            mp.setenv(name, value)
+        mp.delenv("MICROSEG_AS_OF", raising=False)
+        outcome = execute_refresh(load_settings())
+    assert outcome.exit_code == 0, (outcome.failed_checks, outcome.step_failures)
+    return outcome
+
+
+def _crm_rows(landing: Path) -> list[dict]:
+    rows = []
+    for path in sorted((landing / "crm").rglob("*.csv")):
+        with open(path, newline="") as handle:
+            rows.extend(csv.DictReader(handle))
+    return rows
+
+
+def _pick_subject(landing: Path) -> dict:
+    """A known person with their own email (not a family's), phone and a purchase history."""
+    rows = _crm_rows(landing)
+    emails = [r["email"].strip().lower() for r in rows if r["email"].strip()]
+    for row in rows:
+        email = row["email"].strip().lower()
+        if email and emails.count(email) == 1 and row["phone"].strip() and row["last_name"]:
+            return row
+    raise AssertionError("no suitable subject in the generated data")
+
+
+def _mentions(con: duckdb.DuckDBPyConnection, needle: str) -> list[str]:
+    hits = []
+    for schema, table, column in con.execute(
+        "select table_schema, table_name, column_name from information_schema.columns "
+        "where data_type = 'VARCHAR' and table_schema not in ('information_schema', 'pg_catalog')"
+    ).fetchall():
+        n = con.execute(
+            f'select count(*) from "{schema}"."{table}" where contains(lower("{column}"), ?)',
+            [needle.lower()],
+        ).fetchall()[0][0]
+        if n:
+            hits.append(f"{schema}.{table}.{column}")
+    return hits
+
+
+def _files_mentioning(root: Path, needle: bytes) -> list[str]:
+    found = []
+    for path in root.rglob("*"):
+        if path.is_file() and "landing" not in path.parts and not path.name.endswith(".duckdb"):
+            if needle in path.read_bytes():
+                found.append(str(path.relative_to(root)))
+    return found
+
+
+@pytest.fixture(scope="module")
+def erased(tmp_path_factory):
+    root = tmp_path_factory.mktemp("privacy")
+    landing = root / "landing"
+    generate(landing, customers=300, days=90, seed=11)
+    subject = _pick_subject(landing)
+    email = subject["email"].strip().lower()
+    _run(root)
+    con = duckdb.connect(str(root / "warehouse.duckdb"), read_only=True)
+    person = con.execute(
+        "select person_id from marts.customer_profiles where email = ?", [email]
+    ).fetchall()
+    con.close()
+    assert person, "the subject has a profile before erasure"
+    (landing / "privacy" / "erasure_request.csv").write_text(
+        "request_id,request_type,subject_type,subject_id,requested_at\n"
+        f"DSR-erase-1,erasure,email,{subject['email']},2026-06-30T12:00:00Z\n"
+    )
+    _run(root)
+    return {"root": root, "subject": subject, "email": email, "person_id": person[0][0]}
+
+
+def test_person_is_gone_from_every_table(erased):
+    root = erased["root"]
+    for db in ("warehouse.duckdb", "serving.duckdb"):
+        con = duckdb.connect(str(root / db), read_only=True)
+        try:
+            assert _mentions(con, erased["email"]) == [], db
+            assert _mentions(con, erased["person_id"]) == [], db
+            phone_digits = "".join(ch for ch in erased["subject"]["phone"] if ch.isdigit())[-7:]
+            hits = _mentions(con, phone_digits)
+            assert not [h for h in hits if "phone" in h], (db, hits)
+        finally:
+            con.close()
+
+
+def test_no_file_the_pipeline_wrote_holds_their_email(erased):
+    assert _files_mentioning(erased["root"], erased["email"].encode()) == []
+
+
+def test_erasure_is_logged_once_and_keyed(erased):
+    con = duckdb.connect(str(erased["root"] / "warehouse.duckdb"), read_only=True)
+    try:
+        events = con.execute(
+            "select subject, rows, detail from audit.events where kind = 'erasure' "
+            "and subject = 'DSR-erase-1'"
+        ).fetchall()
+        assert len(events) == 1 and events[0][1] == 1  # completed once, for one person
+        batch = json.loads(events[0][2])["batch"]
+        removed = con.execute(
+            "select rows, detail from audit.events where subject = ?", [f"batch:{batch}"]
+        ).fetchall()
+        assert removed and removed[0][0] > 0
+        assert json.loads(removed[0][1])["tables"]["raw.crm"] >= 1
+        assert erased["email"] not in (removed[0][1] + events[0][2])
+        keys = con.execute("select key_type, count(*) from privacy.suppression_list group by 1")
+        assert dict(keys.fetchall()).get("email", 0) >= 1
+    finally:
+        con.close()
+
+
+def test_redelivered_files_do_not_bring_them_back(erased):
+    root = erased["root"]
+    landing = root / "landing"
+    # The same CRM export delivered again under a new name, as a source system would.
+    for path in sorted((landing / "crm").rglob("*.csv")):
+        shutil.copy(path, path.with_name("redelivered_" + path.name))
+    _run(root)
+    con = duckdb.connect(str(root / "warehouse.duckdb"), read_only=True)
+    try:
+        assert _mentions(con, erased["email"]) == []
+        suppressed = con.execute(
+            "select coalesce(sum(rows_suppressed), 0) from raw.load_ledger"
+        ).fetchall()[0][0]
+        assert suppressed >= 1
+    finally:
+        con.close()

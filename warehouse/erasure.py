@@ -1,0 +1,539 @@
+"""Erasure that sticks: remove a person from every layer, keep them out, purge the bytes.
+
+Runs after the identity layer (so every record of the person is known) and before features:
+it deletes the person's rows from raw, staging, identity and the persistent marts, adds keyed
+hashes of their records and personal identifiers to a suppression list that ingest applies to
+every later file, scrubs earlier exports, access responses and the serving snapshot, and
+rewrites the DuckDB files so deleted rows leave no bytes behind.
+"""
+
+from __future__ import annotations
+
+import csv
+import hashlib
+import json
+import os
+import shutil
+import uuid
+from datetime import UTC, datetime
+from pathlib import Path
+
+import duckdb
+
+from warehouse import audit
+from warehouse.connection import hmac_sql
+
+# Columns that name a person or one of their graph nodes, wherever a table carries them.
+_PERSON_COLUMNS = ("person_id", "old_person_id", "new_person_id")
+_NODE_COLUMNS = (
+    "record_node",
+    "node_id",
+    "identifier_node",
+    "subject_node",
+    "left_node",
+    "right_node",
+)
+_SCRUBBED_SCHEMAS = ("staging", "intermediate", "marts", "ml")
+
+
+def _q(identifier: str) -> str:
+    return '"' + identifier.replace('"', '""') + '"'
+
+
+def _email_sql(expr: str) -> str:
+    # Same normalisation as the dbt macro normalize_email: suppression keys must equal graph keys.
+    return (
+        f"case when regexp_full_match(lower(trim({expr})), '[^@\\s]+@[^@\\s]+\\.[^@\\s]+') "
+        f"then lower(trim({expr})) end"
+    )
+
+
+def _phone_sql(expr: str) -> str:
+    return f"normalize_phone({expr}, getvariable('phone_region'))"
+
+
+def _token_sql(expr: str) -> str:
+    return f"nullif(trim({expr}), '')"
+
+
+def _record_key_sql(node_expr: str) -> str:
+    return f"'record:' || {hmac_sql(node_expr)}"
+
+
+def suppression_keys_sql(source: str, alias: str = "r") -> list[str]:
+    """SQL expressions of the keyed identity keys a raw row of `source` carries (may be null)."""
+    a = alias
+    if source == "crm":
+        node = (
+            f"'crm:' || coalesce(nullif(trim({a}.source_system), ''), 'crm') || ':' "
+            f"|| trim({a}.crm_customer_id)"
+        )
+        return [
+            _record_key_sql(node),
+            f"'email:' || {hmac_sql(_email_sql(f'{a}.email'))}",
+            f"'phone:' || {hmac_sql(_phone_sql(f'{a}.phone'))}",
+            f"'card:' || {hmac_sql(_token_sql(f'{a}.loyalty_card_id'))}",
+            f"'user:' || {hmac_sql(_token_sql(f'{a}.web_user_id'))}",
+        ]
+    if source == "pos":
+        return [
+            _record_key_sql(f"'pos:' || {a}.transaction_id"),
+            f"'email:' || {hmac_sql(_email_sql(f'{a}.receipt_email'))}",
+            f"'card:' || {hmac_sql(_token_sql(f'{a}.loyalty_card_id'))}",
+            f"'pay:' || {hmac_sql(_token_sql(f'{a}.payment_card_token'))}",
+        ]
+    if source == "web":
+        return [
+            _record_key_sql(f"'web:' || {a}.anonymous_id"),
+            f"'email:' || {hmac_sql(_email_sql(f'{a}.email'))}",
+            f"'user:' || {hmac_sql(_token_sql(f'{a}.user_id'))}",
+        ]
+    return []
+
+
+def ensure_privacy_schema(con: duckdb.DuckDBPyConnection) -> None:
+    con.execute("create schema if not exists privacy")
+    con.execute(
+        """
+        create table if not exists privacy.suppression_list (
+            key varchar primary key,
+            key_type varchar not null,
+            added_at timestamp not null
+        )
+        """
+    )
+    con.execute(
+        """
+        create table if not exists privacy.erasures_done (
+            request_id varchar primary key,
+            completed_at timestamp not null,
+            persons bigint not null,
+            rows_deleted bigint not null
+        )
+        """
+    )
+
+
+def drop_suppressed(con: duckdb.DuckDBPyConnection, source: str, table: str) -> int:
+    """Delete rows of `table` (raw columns of `source`) that carry a suppressed key."""
+    keys = suppression_keys_sql(source, "r")
+    if not keys:
+        return 0
+    ensure_privacy_schema(con)
+    if not con.execute("select count(*) from privacy.suppression_list").fetchall()[0][0]:
+        return 0
+    predicate = " or ".join(f"({k}) in (select key from privacy.suppression_list)" for k in keys)
+    before = con.execute(f"select count(*) from {table}").fetchall()[0][0]
+    con.execute(f"delete from {table} as r where {predicate}")
+    return before - con.execute(f"select count(*) from {table}").fetchall()[0][0]
+
+
+def _tables(con: duckdb.DuckDBPyConnection, schemas: tuple[str, ...]) -> list[tuple[str, str]]:
+    return con.execute(
+        """
+        select table_schema, table_name from information_schema.tables
+        where table_catalog = current_database() and table_type = 'BASE TABLE'
+          and table_schema in (select unnest(?))
+        order by 1, 2
+        """,
+        [list(schemas)],
+    ).fetchall()
+
+
+def _columns(con: duckdb.DuckDBPyConnection, schema: str, table: str) -> set[str]:
+    return {
+        c
+        for (c,) in con.execute(
+            "select column_name from information_schema.columns where table_catalog = "
+            "current_database() and table_schema = ? and table_name = ?",
+            [schema, table],
+        ).fetchall()
+    }
+
+
+def _exists(con: duckdb.DuckDBPyConnection, schema: str, table: str) -> bool:
+    return bool(_columns(con, schema, table))
+
+
+def _delete_count(con: duckdb.DuckDBPyConnection, sql: str, table: str) -> int:
+    before = con.execute(f"select count(*) from {table}").fetchall()[0][0]
+    con.execute(sql)
+    return before - con.execute(f"select count(*) from {table}").fetchall()[0][0]
+
+
+def _collect(con: duckdb.DuckDBPyConnection) -> bool:
+    """Temp tables of what to erase; False when no erasure request is pending."""
+    if not _exists(con, "intermediate", "int_privacy_requests_resolved"):
+        return False
+    con.execute(
+        """
+        create or replace temp table erase_requests as
+        select request_id, person_id, subject_node
+        from intermediate.int_privacy_requests_resolved
+        where request_type = 'erasure'
+          and request_id not in (select request_id from privacy.erasures_done)
+        """
+    )
+    if not con.execute("select count(*) from erase_requests").fetchall()[0][0]:
+        return False
+    con.execute(
+        "create or replace temp table erase_persons as "
+        "select distinct person_id from erase_requests where person_id is not null"
+    )
+    con.execute(
+        """
+        create or replace temp table erase_records as
+        select distinct
+            case m.source_system
+                when 'pos' then 'pos:' || m.source_key
+                when 'web' then 'web:' || m.source_key
+                else 'crm:' || m.source_system || ':' || m.source_key
+            end as record_node
+        from marts.identity_map as m
+        inner join erase_persons as p on m.person_id = p.person_id
+        """
+    )
+    # Only identifiers that link this person alone: a family email stays, its other owners too.
+    con.execute(
+        """
+        create or replace temp table erase_identifiers as
+        select distinct l.identifier_node
+        from intermediate.int_identity_links_collected as l
+        inner join erase_records as r on l.record_node = r.record_node
+        where l.is_linking
+        """
+    )
+    con.execute(
+        """
+        create or replace temp table erase_nodes as
+        select record_node as node from erase_records
+        union select identifier_node from erase_identifiers
+        union select subject_node from erase_requests where subject_node is not null
+        """
+    )
+    return True
+
+
+def _needles(con: duckdb.DuckDBPyConnection) -> None:
+    """Plaintext values of the person in raw, to find their quarantined rows by content."""
+    con.execute(
+        """
+        create or replace temp table erase_needles as
+        select distinct v as needle from (
+            select unnest([email, phone, crm_customer_id, loyalty_card_id, web_user_id]) as v
+            from raw.crm as r
+            where ('crm:' || coalesce(nullif(trim(r.source_system), ''), 'crm') || ':'
+                   || trim(r.crm_customer_id)) in (select record_node from erase_records)
+            union all
+            select unnest([transaction_id, receipt_email, loyalty_card_id, payment_card_token])
+            from raw.pos where 'pos:' || transaction_id in (select record_node from erase_records)
+            union all
+            select unnest([anonymous_id, user_id, email])
+            from raw.web where 'web:' || anonymous_id in (select record_node from erase_records)
+        )
+        where length(trim(v)) >= 5
+        """
+    )
+
+
+def _scrub_raw(con: duckdb.DuckDBPyConnection) -> dict[str, int]:
+    deleted: dict[str, int] = {}
+    consent_ids = (
+        "select consent_event_id from staging.stg_consent__events "
+        "where subject_node in (select node from erase_nodes)"
+    )
+    if _exists(con, "staging", "stg_consent__events"):
+        con.execute(f"create or replace temp table erase_consent as {consent_ids}")
+    else:
+        con.execute("create or replace temp table erase_consent (consent_event_id varchar)")
+    record_of = {
+        "crm": "('crm:' || coalesce(nullif(trim(r.source_system), ''), 'crm') || ':' "
+        "|| trim(r.crm_customer_id))",
+        "pos": "('pos:' || r.transaction_id)",
+        "web": "('web:' || r.anonymous_id)",
+    }
+    for source, node in record_of.items():
+        deleted[f"raw.{source}"] = _delete_count(
+            con,
+            f"delete from raw.{source} as r "
+            f"where {node} in (select record_node from erase_records)",
+            f"raw.{source}",
+        )
+    deleted["raw.consent"] = _delete_count(
+        con,
+        "delete from raw.consent where consent_event_id in (select consent_event_id "
+        "from erase_consent)",
+        "raw.consent",
+    )
+    for _schema, table in _tables(con, ("raw",)):
+        if table.endswith("_quarantine"):
+            name = f"raw.{_q(table)}"
+            deleted[f"raw.{table}"] = _delete_count(
+                con,
+                f"delete from {name} as q where exists (select 1 from erase_needles as n "
+                f"where contains(q.record, n.needle))",
+                name,
+            )
+    # The requests themselves stay (proof they were honoured), with the subject pseudonymised.
+    con.execute(
+        f"""
+        update raw.privacy set subject_id = 'erased:' || {hmac_sql("subject_id")}
+        where request_id in (select request_id from erase_requests)
+           or request_id in (
+               select request_id from intermediate.int_privacy_requests_resolved
+               where person_id in (select person_id from erase_persons)
+           )
+        """
+    )
+    return deleted
+
+
+def _scrub_models(con: duckdb.DuckDBPyConnection) -> dict[str, int]:
+    deleted: dict[str, int] = {}
+    # Component rows are keyed by node index only: remove them before the node index goes.
+    if _exists(con, "intermediate", "int_identity_components") and _exists(
+        con, "intermediate", "int_identity_nodes_indexed"
+    ):
+        deleted["intermediate.int_identity_components"] = _delete_count(
+            con,
+            "delete from intermediate.int_identity_components where node_index in ("
+            "select node_index from intermediate.int_identity_nodes_indexed "
+            "where node_id in (select node from erase_nodes))",
+            "intermediate.int_identity_components",
+        )
+    for schema, table in _tables(con, _SCRUBBED_SCHEMAS):
+        columns = _columns(con, schema, table)
+        conditions = [
+            f"{_q(c)} in (select person_id from erase_persons)"
+            for c in _PERSON_COLUMNS
+            if c in columns
+        ] + [f"{_q(c)} in (select node from erase_nodes)" for c in _NODE_COLUMNS if c in columns]
+        if {"source_system", "source_key"} <= columns:
+            conditions.append(
+                "(case source_system when 'pos' then 'pos:' || source_key when 'web' then "
+                "'web:' || source_key else 'crm:' || source_system || ':' || source_key end) "
+                "in (select record_node from erase_records)"
+            )
+        if not conditions:
+            continue
+        name = f"{_q(schema)}.{_q(table)}"
+        count = _delete_count(con, f"delete from {name} where {' or '.join(conditions)}", name)
+        if count:
+            deleted[f"{schema}.{table}"] = count
+    return deleted
+
+
+def _suppress(con: duckdb.DuckDBPyConnection) -> int:
+    now = datetime.now(UTC).replace(tzinfo=None)
+    before = con.execute("select count(*) from privacy.suppression_list").fetchall()[0][0]
+    con.execute(
+        f"""
+        insert or ignore into privacy.suppression_list
+        select {_record_key_sql("record_node")}, 'record', ? from erase_records
+        union all
+        select identifier_node, split_part(identifier_node, ':', 1), ? from erase_identifiers
+        """,
+        [now, now],
+    )
+    return con.execute("select count(*) from privacy.suppression_list").fetchall()[0][0] - before
+
+
+def _hashed_contacts(con: duckdb.DuckDBPyConnection) -> set[str]:
+    """Plain SHA-256 of the person's email and phone, as export files carry them."""
+    if not _exists(con, "marts", "customer_profiles"):
+        return set()
+    rows = con.execute(
+        "select sha256(email), sha256(phone) from marts.customer_profiles "
+        "where person_id in (select person_id from erase_persons)"
+    ).fetchall()
+    return {h for row in rows for h in row if h}
+
+
+def scrub_exports(export_dir: str | Path, hashes: set[str]) -> int:
+    """Remove rows with these hashes from every audience file, rewriting its manifest."""
+    removed = 0
+    if not hashes:
+        return 0
+    for manifest_path in Path(export_dir).glob("*/*/manifest.json"):
+        manifest = json.loads(manifest_path.read_text())
+        audience = manifest_path.parent / manifest["file"]
+        with open(audience, newline="") as handle:
+            reader = csv.DictReader(handle)
+            fields = reader.fieldnames or []
+            rows = list(reader)
+        kept = [
+            r
+            for r in rows
+            if r.get("hashed_email") not in hashes and r.get("hashed_phone") not in hashes
+        ]
+        if len(kept) == len(rows):
+            continue
+        tmp = audience.with_name(audience.name + ".tmp")
+        with open(tmp, "w", newline="") as handle:
+            writer = csv.DictWriter(handle, fieldnames=fields, quoting=csv.QUOTE_NONNUMERIC)
+            writer.writeheader()
+            writer.writerows(kept)
+        os.replace(tmp, audience)
+        manifest["row_count"] = len(kept)
+        manifest["sha256"] = hashlib.sha256(audience.read_bytes()).hexdigest()
+        manifest_path.write_text(json.dumps(manifest, indent=2) + "\n")
+        removed += len(rows) - len(kept)
+    return removed
+
+
+def _scrub_access_responses(con: duckdb.DuckDBPyConnection, privacy_dir: str | Path) -> int:
+    ids = [
+        r[0]
+        for r in con.execute(
+            "select distinct request_id from intermediate.int_privacy_requests_resolved "
+            "where request_type = 'access' and person_id in (select person_id from erase_persons)"
+        ).fetchall()
+    ]
+    removed = 0
+    for request_id in ids:
+        path = Path(privacy_dir) / "access" / f"{request_id}.json"
+        if path.exists():
+            path.unlink()
+            removed += 1
+    return removed
+
+
+def compact_database(path: str | Path) -> None:
+    """Rewrite a DuckDB file from its live rows only, then swap it in.
+
+    Deleted rows stay in DuckDB's blocks until they are overwritten; a fresh copy holds none.
+    No other connection may be open on `path` (the run holds the warehouse lock).
+    """
+    path = Path(path)
+    tmp = path.with_name(f"{path.name}.{uuid.uuid4().hex}.compact")
+    con = duckdb.connect(str(path))
+    try:
+        con.execute("checkpoint")
+        con.execute("attach ? as compacted", [str(tmp)])
+        con.execute(f"copy from database {_q(_catalog(con))} to compacted")
+        con.execute("detach compacted")
+    finally:
+        con.close()
+    with open(tmp, "rb") as handle:
+        os.fsync(handle.fileno())
+    os.replace(tmp, path)
+    wal = path.with_name(path.name + ".wal")
+    if wal.exists():
+        wal.unlink()
+
+
+def _catalog(con: duckdb.DuckDBPyConnection) -> str:
+    return con.execute("select current_database()").fetchall()[0][0]
+
+
+def scrub_serving(serving_path: str | Path, person_ids: list[str]) -> int:
+    """Drop the persons from the current serving snapshot now, whatever the rest of the run does."""
+    serving = Path(serving_path)
+    if not serving.exists() or not person_ids:
+        return 0
+    work = serving.with_name(f"{serving.name}.{uuid.uuid4().hex}.erasing")
+    shutil.copy(serving, work)
+    con = duckdb.connect(str(work))
+    removed = 0
+    try:
+        con.execute(
+            "create temp table erase_persons as select unnest(?) as person_id", [person_ids]
+        )
+        for schema, table in _tables(con, ("marts", "ml")):
+            columns = _columns(con, schema, table)
+            conditions = [
+                f"{_q(c)} in (select person_id from erase_persons)"
+                for c in _PERSON_COLUMNS
+                if c in columns
+            ]
+            if conditions:
+                name = f"{_q(schema)}.{_q(table)}"
+                removed += _delete_count(
+                    con, f"delete from {name} where {' or '.join(conditions)}", name
+                )
+    finally:
+        con.close()
+    compact_database(work)
+    os.replace(work, serving)
+    return removed
+
+
+def apply_erasures(
+    con: duckdb.DuckDBPyConnection,
+    *,
+    export_dir: str | Path,
+    privacy_dir: str | Path,
+    run_id: str | None = None,
+) -> dict:
+    """Erase every pending request's persons; returns counts (never identifiers)."""
+    ensure_privacy_schema(con)
+    if not _collect(con):
+        return {"requests": 0, "persons": 0, "person_ids": []}
+    requests = [
+        r[0]
+        for r in con.execute("select distinct request_id from erase_requests order by 1").fetchall()
+    ]
+    persons = [
+        r[0] for r in con.execute("select person_id from erase_persons order by 1").fetchall()
+    ]
+    hashes = _hashed_contacts(con)
+    _needles(con)
+    con.execute("begin")
+    try:
+        deleted = _scrub_raw(con)
+        deleted.update(_scrub_models(con))
+        suppressed = _suppress(con)
+        now = datetime.now(UTC).replace(tzinfo=None)
+        total = sum(deleted.values())
+        for request_id in requests:
+            con.execute(
+                "insert into privacy.erasures_done select ?, ?, count(distinct person_id), ? "
+                "from erase_requests where request_id = ?",
+                [request_id, now, total, request_id],
+            )
+        con.execute("commit")
+    except Exception:
+        con.execute("rollback")
+        raise
+    exports_removed = scrub_exports(export_dir, hashes)
+    access_removed = _scrub_access_responses(con, privacy_dir)
+    batch = uuid.uuid4().hex[:12]
+    per_request = dict(
+        con.execute(
+            "select request_id, count(distinct person_id) from erase_requests group by 1"
+        ).fetchall()
+    )
+    # One event per request (its completion), one per batch with what was removed where.
+    for request_id in requests:
+        audit.record(
+            con,
+            "erasure",
+            subject=request_id,
+            rows=per_request.get(request_id, 0),
+            detail={"batch": batch, "persons": per_request.get(request_id, 0)},
+            run_id=run_id,
+        )
+    audit.record(
+        con,
+        "erasure",
+        subject=f"batch:{batch}",
+        rows=total,
+        detail={
+            "requests": len(requests),
+            "persons": len(persons),
+            "tables": deleted,
+            "suppressed_keys": suppressed,
+            "export_rows_removed": exports_removed,
+            "access_responses_removed": access_removed,
+        },
+        run_id=run_id,
+    )
+    return {
+        "requests": len(requests),
+        "persons": len(persons),
+        "person_ids": persons,
+        "rows_deleted": deleted,
+        "suppressed_keys": suppressed,
+        "export_rows_removed": exports_removed,
+        "access_responses_removed": access_removed,
+    }
