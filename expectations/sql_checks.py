@@ -207,8 +207,9 @@ def rows_reconcile(
     con: duckdb.DuckDBPyConnection, table: str, parameters: Mapping[str, Any]
 ) -> ExpectationResult:
     """Nothing lost at ingest: for each file the ledger says is loaded (its newest loaded
-    version), rows in the raw table plus rows in its quarantine equal the rows read, and every
-    raw or quarantined row's file has such a ledger row."""
+    version), rows read = rows in the raw table + rows in its quarantine + rows dropped at load
+    by the erasure suppression list + rows erasure removed since; and every raw or quarantined
+    row's file has such a ledger row."""
     name, column = "rows_reconcile", "_file"
     source = table.split(".", 1)[1]
     quarantine = f"{table}_quarantine"
@@ -221,14 +222,28 @@ def rows_reconcile(
     read = "coalesce(rows_read, rows_loaded + rows_quarantined)"
     if "rows_read" not in ledger_columns:
         read = "rows_loaded + rows_quarantined"
+    suppressed = "coalesce(rows_suppressed, 0)" if "rows_suppressed" in ledger_columns else "0"
+    if table_columns(con, "privacy.erased_rows"):
+        erased = """
+            select e.path, sum(e.rows) as n
+            from privacy.erased_rows as e
+            join ledger as l on l.path = e.path
+            where e.source = $source and e.erased_at >= l.loaded_at
+            group by e.path
+        """
+    else:
+        erased = "select cast(null as varchar) as path, cast(0 as bigint) as n where false"
     rows = con.execute(
         f"""
         with ledger as (
-            select path, arg_max({read}, loaded_at) as rows_read
+            select path, arg_max({read}, loaded_at) as rows_read,
+                   arg_max({suppressed}, loaded_at) as rows_suppressed,
+                   max(loaded_at) as loaded_at
             from raw.load_ledger
-            where source = ? and status = 'loaded'
+            where source = $source and status = 'loaded'
             group by path
         ),
+        erased as ({erased}),
         loaded as (select _file as path, count(*) as n from {table_ref(table)} group by _file),
         quarantined as (
             select _file as path, count(*) as n from {table_ref(quarantine)} group by _file
@@ -239,64 +254,43 @@ def rows_reconcile(
         ),
         joined as (
             select f.path, l.path is not null as in_ledger, l.rows_read,
-                   coalesce(r.n, 0) as rows_loaded, coalesce(q.n, 0) as rows_quarantined
+                   coalesce(r.n, 0) as rows_loaded, coalesce(q.n, 0) as rows_quarantined,
+                   coalesce(l.rows_suppressed, 0) + coalesce(e.n, 0) as rows_removed
             from files f
             left join ledger l on l.path is not distinct from f.path
             left join loaded r on r.path is not distinct from f.path
             left join quarantined q on q.path is not distinct from f.path
+            left join erased e on e.path is not distinct from f.path
         )
-        select path, in_ledger, rows_read, rows_loaded, rows_quarantined,
+        select path, in_ledger, rows_read, rows_loaded, rows_quarantined, rows_removed,
                count(*) over () as bad,
                (select count(*) from joined) as files,
                (select coalesce(sum(rows_read), 0) from joined) as total_read,
-               (select coalesce(sum(rows_loaded + rows_quarantined), 0) from joined) as total_kept
+               (select coalesce(sum(rows_loaded + rows_quarantined), 0) from joined) as total_kept,
+               (select coalesce(sum(rows_removed), 0) from joined) as total_removed
         from joined
-        where not in_ledger or rows_read is distinct from rows_loaded + rows_quarantined
+        where not in_ledger
+           or rows_read is distinct from rows_loaded + rows_quarantined + rows_removed
         union all
-        select null, null, null, null, null, 0,
+        select null, null, null, null, null, null, 0,
                (select count(*) from joined),
                (select coalesce(sum(rows_read), 0) from joined),
-               (select coalesce(sum(rows_loaded + rows_quarantined), 0) from joined)
+               (select coalesce(sum(rows_loaded + rows_quarantined), 0) from joined),
+               (select coalesce(sum(rows_removed), 0) from joined)
         order by bad desc, path
-        limit ?
+        limit $limit
         """,
-        [source, EXAMPLES + 1],
+        {"source": source, "limit": EXAMPLES + 1},
     ).fetchall()
-    failing = [r for r in rows if r[5]]
-    files, total_read, total_kept = rows[0][6], rows[0][7], rows[0][8]
+    failing = [r for r in rows if r[6]]
+    files, total_read, total_kept, total_removed = rows[0][7], rows[0][8], rows[0][9], rows[0][10]
     observed = {
         "files": int(files),
         "rows_read": int(total_read),
         "rows_loaded_plus_quarantined": int(total_kept),
-        "mismatched_files": int(failing[0][5]) if failing else 0,
+        "rows_suppressed_or_erased": int(total_removed),
+        "mismatched_files": int(failing[0][6]) if failing else 0,
     }
-    erased = _rows_erased(con)
-    if failing and erased:
-        # Erasure requests delete rows after ingest; until erasure logs them per file, a
-        # shortfall is accepted only when every mismatch is a shortfall of a ledgered file and
-        # all shortfalls together stay within the rows erasure reports deleted.
-        deficit = con.execute(
-            f"""
-            with ledger as (
-                select path, arg_max({read}, loaded_at) as rows_read from raw.load_ledger
-                where source = ? and status = 'loaded' group by path
-            ),
-            kept as (
-                select _file as path, count(*) as n from (
-                    select _file from {table_ref(table)}
-                    union all select _file from {table_ref(quarantine)}
-                ) group by _file
-            )
-            select coalesce(sum(l.rows_read - coalesce(k.n, 0)), 0),
-                   count(*) filter (where l.rows_read < coalesce(k.n, 0))
-            from ledger l left join kept k using (path)
-            """,
-            [source],
-        ).fetchone()
-        only_shortfalls = all(in_ledger for _, in_ledger, *_ in failing) and deficit[1] == 0
-        if only_shortfalls and 0 < deficit[0] <= erased:
-            observed["rows_erased_by_requests"] = int(deficit[0])
-            return ExpectationResult(name, column, ERROR, True, observed, [], 0)
     examples = [
         {
             "file": path,
@@ -304,21 +298,14 @@ def rows_reconcile(
             "rows_read": read_n,
             "rows_loaded": loaded_n,
             "rows_quarantined": quarantined_n,
+            "rows_suppressed_or_erased": removed_n,
         }
-        for path, in_ledger, read_n, loaded_n, quarantined_n, *_ in failing[:EXAMPLES]
+        for path, in_ledger, read_n, loaded_n, quarantined_n, removed_n, *_ in failing[:EXAMPLES]
     ]
     count = observed["mismatched_files"]
     return ExpectationResult(
         name, column, ERROR, not failing, observed, to_jsonable(examples), count
     )
-
-
-def _rows_erased(con: duckdb.DuckDBPyConnection) -> int:
-    """Rows the privacy erasure reports it deleted (all layers), 0 when none."""
-    if "rows_deleted" not in table_columns(con, "privacy.erasures_done"):
-        return 0
-    row = con.execute("select coalesce(sum(rows_deleted), 0) from privacy.erasures_done").fetchone()
-    return int(row[0]) if row else 0
 
 
 def segment_sizes_match_members(

@@ -96,7 +96,9 @@ def fit_propensity(
         "cast(purchased_next_30d as integer) as label, "
         "cast(cutoff_date = $latest as integer) as is_latest "
         f"from {table} where purchased_next_30d is not null "
-        "and hash(person_id, cutoff_date, $seed) % $buckets < $keep"
+        "and hash(person_id, cutoff_date, $seed) % $buckets < $keep "
+        # a fixed row order makes the fitted model, hence every score, reproducible
+        "order by person_id, cutoff_date"
     )
     x, extra = read_matrix(
         con,

@@ -318,11 +318,14 @@ def build_segments(
     feature_cols = table_columns(con, "marts", "customer_features")
     score_cols = table_columns(con, "marts", "customer_scores")
     means = [
-        f"avg(f.{c}) as mean_{c}" if c in feature_cols else f"cast(null as double) as mean_{c}"
+        # rounded: a parallel average of doubles differs in its last bits from run to run
+        f"round(avg(f.{c}), 6) as mean_{c}"
+        if c in feature_cols
+        else f"cast(null as double) as mean_{c}"
         for c in PROFILE_FEATURES
     ]
     means.append(
-        "avg(s.propensity_30d) as mean_propensity_30d"
+        "round(avg(s.propensity_30d), 6) as mean_propensity_30d"
         if "propensity_30d" in score_cols
         else "cast(null as double) as mean_propensity_30d"
     )

@@ -102,6 +102,17 @@ def ensure_privacy_schema(con: duckdb.DuckDBPyConnection) -> None:
         )
         """
     )
+    # Raw rows removed per file: the ingest reconciliation gate counts them as accounted for.
+    con.execute(
+        """
+        create table if not exists privacy.erased_rows (
+            source varchar not null,
+            path varchar not null,
+            rows bigint not null,
+            erased_at timestamp not null
+        )
+        """
+    )
     con.execute(
         """
         create table if not exists privacy.erasures_done (
@@ -236,6 +247,18 @@ def _needles(con: duckdb.DuckDBPyConnection) -> None:
     )
 
 
+def _delete_raw(
+    con: duckdb.DuckDBPyConnection, source: str, table: str, condition: str, now: datetime
+) -> int:
+    """Delete raw rows matching `condition` (alias r), logging how many per file."""
+    con.execute(
+        f"insert into privacy.erased_rows select ?, r._file, count(*), ? from {table} as r "
+        f"where {condition} group by r._file",
+        [source, now],
+    )
+    return _delete_count(con, f"delete from {table} as r where {condition}", table)
+
+
 def _scrub_raw(con: duckdb.DuckDBPyConnection) -> dict[str, int]:
     deleted: dict[str, int] = {}
     consent_ids = (
@@ -252,28 +275,23 @@ def _scrub_raw(con: duckdb.DuckDBPyConnection) -> dict[str, int]:
         "pos": "('pos:' || r.transaction_id)",
         "web": "('web:' || r.anonymous_id)",
     }
+    now = datetime.now(UTC).replace(tzinfo=None)
     for source, node in record_of.items():
-        deleted[f"raw.{source}"] = _delete_count(
-            con,
-            f"delete from raw.{source} as r "
-            f"where {node} in (select record_node from erase_records)",
-            f"raw.{source}",
-        )
-    deleted["raw.consent"] = _delete_count(
-        con,
-        "delete from raw.consent where consent_event_id in (select consent_event_id "
-        "from erase_consent)",
-        "raw.consent",
-    )
+        deleted[f"raw.{source}"] = _delete_raw(
+            con, source, f"raw.{source}",
+            f"{node} in (select record_node from erase_records)", now,
+        )  # fmt: skip
+    deleted["raw.consent"] = _delete_raw(
+        con, "consent", "raw.consent",
+        "r.consent_event_id in (select consent_event_id from erase_consent)", now,
+    )  # fmt: skip
     for _schema, table in _tables(con, ("raw",)):
         if table.endswith("_quarantine"):
-            name = f"raw.{_q(table)}"
-            deleted[f"raw.{table}"] = _delete_count(
-                con,
-                f"delete from {name} as q where exists (select 1 from erase_needles as n "
-                f"where contains(q.record, n.needle))",
-                name,
-            )
+            deleted[f"raw.{table}"] = _delete_raw(
+                con, table.removesuffix("_quarantine"), f"raw.{_q(table)}",
+                "exists (select 1 from erase_needles as n where contains(r.record, n.needle))",
+                now,
+            )  # fmt: skip
     # The requests themselves stay (proof they were honoured), with the subject pseudonymised.
     con.execute(
         f"""

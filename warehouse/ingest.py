@@ -21,6 +21,7 @@ from typing import Any
 
 import duckdb
 
+from warehouse.erasure import drop_suppressed
 from warehouse.sources import SOURCES, Column, SourceSpec
 
 __all__ = ["SOURCES", "FileResult", "LoadResult", "ensure_raw_schema", "load_source"]
@@ -50,6 +51,8 @@ LEDGER_COLUMNS = (
     ("loaded_at", "TIMESTAMP"),
     # data rows the reader produced (loaded + quarantined); the raw gates reconcile against it
     ("rows_read", "BIGINT"),
+    # rows read but dropped because they carry a key on the erasure suppression list
+    ("rows_suppressed", "BIGINT"),
 )
 FORMATS = {".csv": "csv", ".jsonl": "jsonl", ".ndjson": "jsonl", ".parquet": "parquet"}
 _CHUNK = 1 << 20
@@ -96,6 +99,7 @@ class FileResult:
     message: str | None = None
     replaced: bool = False  # a new version of a path loaded before
     rows_read: int | None = None  # None for a rejected file
+    rows_suppressed: int = 0  # dropped: an erased person's record delivered again
 
 
 @dataclass
@@ -109,6 +113,7 @@ class LoadResult:
     files_rejected: list[tuple[str, str]] = field(default_factory=list)
     rows_loaded: int = 0
     rows_quarantined: int = 0
+    rows_suppressed: int = 0
     files: list[FileResult] = field(default_factory=list)
 
     def summary(self) -> str:
@@ -737,6 +742,8 @@ def _insert_file(
         """,
         params,
     )
+    # An erased person's records never come back, whichever file carries them again.
+    suppressed = drop_suppressed(con, spec.name, "temp._ingest_checked")
     params = {"file": rel, "at": loaded_at}
     inserted = con.execute(
         f"""
@@ -767,7 +774,7 @@ def _insert_file(
             {"file": rel, "at": loaded_at},
         ).fetchone()
         quarantined += int(row[0]) if row else 0
-    return loaded, quarantined
+    return loaded, quarantined, suppressed
 
 
 def _rows_read(con: duckdb.DuckDBPyConnection, stage: _Stage | None) -> int:
@@ -795,7 +802,8 @@ def _ledger_row(
 ) -> None:
     names = ", ".join(_ident(n) for n, _ in LEDGER_COLUMNS)
     con.execute(
-        f"insert into raw.load_ledger ({names}) values ($s, $p, $h, $l, $q, $st, $m, $at, $r)",
+        f"insert into raw.load_ledger ({names}) "
+        "values ($s, $p, $h, $l, $q, $st, $m, $at, $r, $sup)",
         {
             "s": source,
             "p": result.path,
@@ -806,6 +814,7 @@ def _ledger_row(
             "m": result.message,
             "at": loaded_at,
             "r": result.rows_read,
+            "sup": result.rows_suppressed,
         },
     )
 
@@ -852,7 +861,11 @@ def load_source(
                     outcome.rows_read = _rows_read(con, stage)
                     if stage is not None:
                         counts = _insert_file(con, spec, stage, rel, run_date, loaded_at)
-                        outcome.rows_loaded, outcome.rows_quarantined = counts
+                        (
+                            outcome.rows_loaded,
+                            outcome.rows_quarantined,
+                            outcome.rows_suppressed,
+                        ) = counts
                     if stage is None:
                         outcome.message = "empty file: no rows to load"
                 # A rejected new version leaves what the path loaded before in place.
@@ -870,4 +883,5 @@ def load_source(
             result.files_loaded += 1
             result.rows_loaded += outcome.rows_loaded
             result.rows_quarantined += outcome.rows_quarantined
+            result.rows_suppressed += outcome.rows_suppressed
     return result

@@ -517,6 +517,7 @@ def test_rows_read_reconcile_with_loaded_plus_quarantined(con):
         "files": 1,
         "rows_read": 21,
         "rows_loaded_plus_quarantined": 21,
+        "rows_suppressed_or_erased": 0,
         "mismatched_files": 0,
     }
 
@@ -533,6 +534,7 @@ def test_a_row_lost_after_ingest_fails_the_reconcile_gate(con):
             "rows_read": 21,
             "rows_loaded": 19,
             "rows_quarantined": 0,
+            "rows_suppressed_or_erased": 0,
         }
     ]
 
@@ -579,21 +581,31 @@ def test_scores_outside_zero_one_fail(con):
     assert (failure.column, failure.failing_examples[0]["person_id"]) == ("probability_alive", "p3")
 
 
-def test_rows_erased_by_privacy_requests_reconcile_within_what_erasure_reports(con):
+def test_rows_erased_or_suppressed_reconcile_exactly_per_file(con):
+    path = con.execute("select _file from raw.pos where _row_number = 3").fetchone()[0]
     con.execute("delete from raw.pos where _row_number in (3, 4)")
     assert only_failure(ex.validate(con, "raw.pos", context=CONTEXT)).name == "rows_reconcile"
     con.execute("create schema privacy")
     con.execute(
-        "create table privacy.erasures_done (request_id varchar, completed_at timestamp, "
-        "persons bigint, rows_deleted bigint)"
+        "create table privacy.erased_rows (source varchar, path varchar, rows bigint, "
+        "erased_at timestamp)"
     )
-    con.execute("insert into privacy.erasures_done values ('r1', now(), 1, 1)")
-    # one row erased cannot explain two missing rows
+    # an erasure logged before the file's current version was loaded explains nothing
+    con.execute(
+        "insert into privacy.erased_rows values ('pos', ?, 2, timestamp '2000-01-01')", [path]
+    )
     assert only_failure(ex.validate(con, "raw.pos", context=CONTEXT)).name == "rows_reconcile"
-    con.execute("update privacy.erasures_done set rows_deleted = 9")
+    # one row erased cannot explain two missing rows
+    con.execute(
+        "insert into privacy.erased_rows values ('pos', ?, 1, now() + interval 1 hour)", [path]
+    )
+    assert only_failure(ex.validate(con, "raw.pos", context=CONTEXT)).name == "rows_reconcile"
+    # rows the suppression list dropped at load complete the account
+    con.execute("alter table raw.load_ledger add column if not exists rows_suppressed bigint")
+    con.execute("update raw.load_ledger set rows_suppressed = 1 where path = ?", [path])
     outcome = ex.validate(con, "raw.pos", context=CONTEXT)
     [check] = [r for r in outcome.results if r.name == "rows_reconcile"]
-    assert check.success and check.observed["rows_erased_by_requests"] == 2
-    # erasure never explains extra rows or rows of a file the ledger does not know
+    assert check.success and check.observed["rows_suppressed_or_erased"] == 2
+    # neither explains rows of a file the ledger does not know
     con.execute("update raw.pos set _file = 'pos/ghost.csv' where _row_number = 5")
     assert not ex.validate(con, "raw.pos", context=CONTEXT).success

@@ -42,7 +42,7 @@ final as (
         activity_date,
         product_category,
         cast(count(*) as bigint) as purchases,
-        cast(sum(amount) as double) as amount
+        cast(sum(amount) as decimal(18, 2)) as amount
     from category_purchases
     group by person_id, activity_date, product_category
 

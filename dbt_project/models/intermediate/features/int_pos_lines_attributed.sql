@@ -33,7 +33,8 @@ final as (
         cast(pos_lines.transacted_at as date) as activity_date,
         pos_lines.product_category,
         pos_lines.is_return,
-        pos_lines.line_amount
+        -- money as exact decimals: sums of doubles differ in the last bits between runs
+        cast(pos_lines.line_amount as decimal(18, 2)) as line_amount
     from pos_lines
     inner join pos_persons
         on pos_lines.transaction_id = pos_persons.transaction_id

@@ -33,7 +33,7 @@ final as (
         web_events.event_type,
         web_events.session_id,
         web_events.order_id,
-        web_events.revenue,
+        cast(web_events.revenue as decimal(18, 2)) as revenue,
         web_events.device_type,
         web_events.product_category,
         web_events.geo_city,

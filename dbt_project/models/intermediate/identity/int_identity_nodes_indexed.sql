@@ -60,8 +60,8 @@ final as (
         all_nodes.node_id,
         all_nodes.node_type,
         all_nodes.is_record,
-        -- any dense numbering will do: person ids come from node names, not from indexes
-        cast(row_number() over () - 1 as integer) as node_index
+        -- numbered in node order so a re-run on the same data writes the same table
+        cast(row_number() over (order by all_nodes.node_id) - 1 as integer) as node_index
     from all_nodes
 
 )
