@@ -203,6 +203,39 @@ def segment_member_consent(
     )
 
 
+def score_consent(
+    con: duckdb.DuckDBPyConnection, table: str, parameters: Mapping[str, Any]
+) -> ExpectationResult:
+    """The privacy gate for models: a person carries scores only with `analytics` consent
+    (fail closed: a scored person without a profile fails too)."""
+    name, column = "score_consent", "person_id"
+    if "consent_analytics" not in table_columns(con, "marts.customer_profiles"):
+        observed = "cannot prove consent: marts.customer_profiles.consent_analytics is missing"
+        return ExpectationResult(name, column, ERROR, False, observed, [], None)
+    scored = [
+        c for c in ("propensity_30d", "cluster_id", "rfm_cell") if c in table_columns(con, table)
+    ]
+    if not scored:
+        return ExpectationResult(name, column, ERROR, True, {"scored_without_consent": 0}, [], 0)
+    has_score = " or ".join(f"s.{quote_ident(c)} is not null" for c in scored)
+    rows = con.execute(
+        f"""
+        select s.person_id, count(*) over () as n
+        from {table_ref(table)} as s
+        left join {table_ref("marts.customer_profiles")} as p on p.person_id = s.person_id
+        where ({has_score}) and not coalesce(p.consent_analytics, false)
+        order by s.person_id
+        limit ?
+        """,
+        [EXAMPLES],
+    ).fetchall()
+    count = int(rows[0][1]) if rows else 0
+    examples = [{"person_id": person} for person, _ in rows]
+    return ExpectationResult(
+        name, column, ERROR, not rows, {"scored_without_consent": count}, examples, count
+    )
+
+
 def rows_reconcile(
     con: duckdb.DuckDBPyConnection, table: str, parameters: Mapping[str, Any]
 ) -> ExpectationResult:
@@ -343,6 +376,7 @@ SQL_CHECKS: dict[
     str, Callable[[duckdb.DuckDBPyConnection, str, Mapping[str, Any]], ExpectationResult]
 ] = {
     "segment_member_consent": segment_member_consent,
+    "score_consent": score_consent,
     "rows_reconcile": rows_reconcile,
     "segment_sizes_match_members": segment_sizes_match_members,
 }

@@ -404,12 +404,13 @@ _SUITES: tuple[SuiteSpec, ...] = (
             between("expected_transactions_90d", 0),
             between("expected_transactions_365d", 0),
             between("expected_spend_365d", 0),
+            # null for persons without analytics consent: they are never scored
             in_set("rfm_cell", RFM_CELLS),
-            not_null("rfm_cell"),
         ),
         unique=(("person_id",),),
         id_columns=("person_id",),
         dynamic=_rfm_score_rules,
+        sql_checks=("score_consent",),
     ),
     SuiteSpec(
         table="marts.segment_definitions",

@@ -127,3 +127,14 @@ def replace_table_from_arrow(
             raise
     finally:
         con.unregister(view_name)
+
+
+def analytics_consented(con: duckdb.DuckDBPyConnection, column: str = "person_id") -> str:
+    """SQL condition: the person consented to `analytics`, the purpose models serve.
+
+    Scores and the data models learn from are limited to those persons; without a profiles
+    table (a bare feature table) every person counts.
+    """
+    if "consent_analytics" not in table_columns(con, "marts", "customer_profiles"):
+        return "true"
+    return f"{column} in (select person_id from marts.customer_profiles where consent_analytics)"

@@ -8,6 +8,7 @@ per (true, predicted) group, so no pair is ever materialised. Pure Python: never
 from __future__ import annotations
 
 import csv
+import hashlib
 import json
 from datetime import date
 from pathlib import Path
@@ -184,14 +185,18 @@ def evaluate_identity_map(
         if _exists(con, "intermediate", "identity_parameters")
         else {}
     )
+    # The version names the matching models and what was measured, so an unchanged re-run
+    # finds its row and appends nothing.
+    measured = hashlib.sha1(json.dumps([str(as_of), scopes], sort_keys=True, default=str).encode())
     append_model_run(
         con,
         RUN_MODEL_NAME,
-        ",".join(sorted(v[0] for v in versions)) or "exact-only",
+        (",".join(sorted(v[0] for v in versions)) or "exact-only") + "-" + measured.hexdigest()[:8],
         as_of,
         {"matching_model_versions": [v[0] for v in versions], "parameters": parameters},
         scopes,
         list(SCOPES),
+        skip_known_version=True,
     )
     return {"truth_present": True, "note": f"evaluated against {truth_path.name}",
             "scopes": scopes}  # fmt: skip

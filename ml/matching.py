@@ -528,8 +528,17 @@ def append_model_run(
     params: dict[str, Any],
     metrics: dict[str, Any],
     features: list[str],
+    skip_known_version: bool = False,
 ) -> None:
     ensure_model_runs(con)
+    if (
+        skip_known_version
+        and con.execute(
+            "select count(*) from ml.model_runs where model_name = ? and version = ?",
+            [model_name, version],
+        ).fetchall()[0][0]
+    ):
+        return  # the same model on the same data: a re-run records nothing new
     con.execute(
         "insert into ml.model_runs values (?, ?, ?, ?, ?, ?, ?)",
         [
@@ -695,8 +704,10 @@ def match_records(
                 con, seed=seed, max_pairs_u=max_pairs_u, scratch_schema=scratch_schema
             )
             result.timings["train"] = time.perf_counter() - t1
-            trained_at = datetime.now(UTC)
-            result.model_version = f"{wanted[:12]}.{trained_at:%Y%m%d%H%M%S}"
+            # named by its settings and trained parameters, not the clock: the same data trains
+            # the same model, and a resumed run records the same version
+            fitted = hashlib.sha1(json.dumps(model, sort_keys=True, default=str).encode())
+            result.model_version = f"{wanted[:12]}.{fitted.hexdigest()[:8]}"
             result.trained = True
             result.training = {**training, "settings_hash": wanted, "records": result.records}
             append_model_run(

@@ -56,6 +56,7 @@ def fit_propensity(
     score_features: list[str],
     seed: int = 42,
     max_rows: int = MAX_TRAINING_ROWS,
+    where: str = "true",
 ) -> PropensityModel:
     """Validate on the latest cutoff after training on the earlier ones, then refit on all."""
     params = {"estimator": "HistGradientBoostingClassifier", "seed": seed, "max_rows": max_rows}
@@ -76,7 +77,7 @@ def fit_propensity(
     n, positives, n_cutoffs, latest = con.execute(
         "select count(*), count(*) filter (where purchased_next_30d), "
         f"count(distinct cutoff_date), max(cutoff_date) from {table} "
-        "where purchased_next_30d is not null"
+        f"where purchased_next_30d is not null and {where}"
     ).fetchall()[0]
     if n < MIN_ROWS or positives < MIN_POSITIVES or n - positives < MIN_POSITIVES:
         model = _untrainable(
@@ -95,7 +96,7 @@ def fit_propensity(
         f"select {feature_select(features)}, "
         "cast(purchased_next_30d as integer) as label, "
         "cast(cutoff_date = $latest as integer) as is_latest "
-        f"from {table} where purchased_next_30d is not null "
+        f"from {table} where purchased_next_30d is not null and {where} "
         "and hash(person_id, cutoff_date, $seed) % $buckets < $keep "
         # a fixed row order makes the fitted model, hence every score, reproducible
         "order by person_id, cutoff_date"

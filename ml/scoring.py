@@ -15,6 +15,7 @@ import pyarrow as pa
 from threadpoolctl import threadpool_limits
 
 from ml._db import (
+    analytics_consented,
     feature_select,
     numeric_features,
     read_matrix,
@@ -72,7 +73,7 @@ _RFM_SQL = """
             coalesce(frequency_365d, 0) as frequency,
             coalesce(monetary_365d, 0) as monetary
         from marts.customer_features
-        where recency_days is not null
+        where recency_days is not null and {consented}
     ),
     tiles as (
         select
@@ -188,11 +189,13 @@ def score_customers(
     if n_persons == 0:
         warnings.append("scores: marts.customer_features is empty")
 
+    # Persons without analytics consent get a row without scores, and models never see them.
+    consented = analytics_consented(con)
     # Clusters: fit on a seeded, deterministic sample.
     sample, _ = read_matrix(
         con,
         f"select {feature_select(features)} from marts.customer_features "
-        "order by hash(person_id, $seed) limit $n",
+        f"where {consented} order by hash(person_id, $seed) limit $n",
         {"seed": seed, "n": CLUSTER_FIT_ROWS},
         features,
     )
@@ -201,7 +204,7 @@ def score_customers(
         clusters = fit_clusters(sample, features, seed=seed)
         del sample
         timings["fit_clusters"] = time.perf_counter() - started
-        propensity = fit_propensity(con, features, seed=seed)
+        propensity = fit_propensity(con, features, seed=seed, where=consented)
         timings["fit_propensity"] = time.perf_counter() - started - timings["fit_clusters"]
     warnings += clusters.warnings
     warnings += propensity.warnings
@@ -213,7 +216,7 @@ def score_customers(
     scores: list[np.ndarray] = []
     query = (
         f"select person_id, {feature_select(features)} from marts.customer_features "
-        "order by person_id"
+        f"where {consented} order by person_id"
     )
     with threadpool_limits(limits=threads):
         for batch, x in read_matrix_batches(con, query, None, features, SCORE_BATCH_ROWS):
@@ -240,27 +243,28 @@ def score_customers(
     if not has_rfm:
         warnings.append(f"rfm: customer_features lacks one of {RFM_COLUMNS}; RFM left NULL")
     select_sql = f"""
-        with {_RFM_SQL if has_rfm else _NO_RFM_SQL}
+        with {_RFM_SQL.format(consented=consented) if has_rfm else _NO_RFM_SQL}
         select
-            a.person_id,
+            p.person_id,
             cast($as_of as date) as as_of,
             a.propensity_30d,
             cast(case when a.propensity_30d is not null then ntile(10) over (
                 partition by a.propensity_30d is null
-                order by a.propensity_30d desc, a.person_id
+                order by a.propensity_30d desc, p.person_id
             ) end as integer) as propensity_decile,
             a.cluster_id,
             rfm.r as rfm_recency_score,
             rfm.f as rfm_frequency_score,
             rfm.m as rfm_monetary_score,
-            {RFM_CELL_SQL} as rfm_cell,
+            case when a.person_id is not null then {RFM_CELL_SQL} end as rfm_cell,
             cast(null as double) as expected_transactions_90d,
             cast(null as double) as expected_transactions_365d,
             cast(null as double) as expected_spend_365d,
             cast(null as double) as probability_alive
-        from _ml_arrow_input as a
-        left join rfm on rfm.person_id = a.person_id
-        order by a.person_id
+        from marts.customer_features as p
+        left join _ml_arrow_input as a on a.person_id = p.person_id
+        left join rfm on rfm.person_id = p.person_id
+        order by p.person_id
     """
     # r and f inside the CASE resolve to rfm's columns (the Arrow input has neither).
     replace_table_from_arrow(con, "marts.customer_scores", results, select_sql, {"as_of": as_of})

@@ -79,6 +79,8 @@ class Settings:
     gx_sample_rows: int = 200_000
     seed: int = 42
     retention_days: int = 730
+    lock_wait_s: float = 60.0
+    max_segment_share: float = 0.95
     identity_match_threshold: float = 0.95
     identity_max_cluster_size: int = 50
     identity_max_values_per_type: int = 5
@@ -125,8 +127,25 @@ def _hmac_key(env: dict[str, str], warehouse: Path) -> str:
     return key
 
 
+def _dotenv(path: Path) -> dict[str, str]:
+    """KEY=VALUE lines of a .env file (comments and blank lines skipped)."""
+    values: dict[str, str] = {}
+    if not path.is_file():
+        return values
+    for line in path.read_text().splitlines():
+        line = line.split(" #", 1)[0].strip()
+        if not line or line.startswith("#") or "=" not in line:
+            continue
+        key, value = line.split("=", 1)
+        values[key.strip()] = value.strip().strip("'\"")
+    return values
+
+
 def load_settings(env: dict[str, str] | None = None) -> Settings:
-    env = dict(os.environ if env is None else env)
+    """Settings from `env`, or from the process environment over a `.env` file in the cwd."""
+    if env is None:
+        env = {**_dotenv(Path.cwd() / ".env"), **os.environ}
+    env = dict(env)
     warehouse = _path(env, "MICROSEG_WAREHOUSE", "data/warehouse.duckdb")
     as_of_raw = env.get("MICROSEG_AS_OF")
     try:
@@ -155,6 +174,8 @@ def load_settings(env: dict[str, str] | None = None) -> Settings:
         gx_sample_rows=_int(env, "MICROSEG_GX_SAMPLE_ROWS", 200_000, 1000),
         seed=_int(env, "MICROSEG_SEED", 42, 0),
         retention_days=_int(env, "MICROSEG_RETENTION_DAYS", 730, 30),
+        lock_wait_s=_float(env, "MICROSEG_LOCK_WAIT_S", 60.0, 0.0, 86_400.0),
+        max_segment_share=_float(env, "MICROSEG_MAX_SEGMENT_SHARE", 0.95, 0.0, 1.0),
         identity_match_threshold=_float(env, "MICROSEG_IDENTITY_MATCH_THRESHOLD", 0.95, 0.5, 1.0),
         identity_max_cluster_size=_int(env, "MICROSEG_IDENTITY_MAX_CLUSTER_SIZE", 50, 2),
         identity_max_values_per_type=_int(env, "MICROSEG_IDENTITY_MAX_VALUES_PER_TYPE", 5, 1),

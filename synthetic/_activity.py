@@ -169,8 +169,9 @@ def write_pos(
 
     month = secs.astype("datetime64[s]").astype("datetime64[M]")
     bounds = np.flatnonzero(np.diff(month.astype(np.int64))) + 1
-    starts = np.concatenate([[0], bounds])
-    ends = np.concatenate([bounds, [n]])
+    # no transaction at all (a tiny population): no month file either
+    starts = np.concatenate([[0], bounds]) if n else np.empty(0, np.int64)
+    ends = np.concatenate([bounds, [n]]) if n else np.empty(0, np.int64)
     fault_rules = [
         ("negative_unit_price", {"unit_price": -4.99}),
         ("zero_quantity", {"quantity": 0.0}),
@@ -181,7 +182,7 @@ def write_pos(
     for k, (a, b) in enumerate(zip(starts, ends, strict=True)):
         idx = np.arange(a, b)
         li = np.repeat(idx, lines[idx])
-        first = np.concatenate([[0], np.cumsum(lines[idx])[:-1]])
+        first = np.cumsum(lines[idx]) - lines[idx]
         line_no = np.arange(len(li)) - np.repeat(first, lines[idx]) + 1
         cats = _categories(pop, p[li], rng)
         sku = _skus(cats, rng)
@@ -294,7 +295,7 @@ def write_web(
         nev = s["nev"][si]
         ev_s = np.repeat(si, nev)
         m = len(ev_s)
-        starts = np.concatenate([[0], np.cumsum(nev)[:-1]])
+        starts = np.cumsum(nev) - nev  # also right for a day without sessions
         pos = np.arange(m) - np.repeat(starts, nev)
         last = np.repeat(nev, nev) - 1 - pos  # 0 on the session's last event
         kind = MIDDLE_TYPES[np.minimum((rng.random(m)[:, None] > MIDDLE_CUM).sum(1), 4)]

@@ -154,7 +154,7 @@ def build_population(n: int, days: int, rng: np.random.Generator) -> Population:
         0,
     )
     n_devices = np.where((n_devices > 1) & (rng.random(n) < 0.4), 1, n_devices)
-    device_offset = np.concatenate([[0], np.cumsum(n_devices)[:-1]]).astype(np.int64)
+    device_offset = (np.cumsum(n_devices) - n_devices).astype(np.int64)
     n_dev_total = int(n_devices.sum())
     device_person = np.repeat(np.arange(n), n_devices)
     dev_w = V.PERSONA_DEVICE_WEIGHTS[persona[device_person]]
@@ -238,7 +238,7 @@ def build_population(n: int, days: int, rng: np.random.Generator) -> Population:
     if len(sizes):
         members = crm_idx[: sizes.sum()]
         hh = np.repeat(np.arange(len(sizes)), sizes)
-        starts = np.concatenate([[0], np.cumsum(sizes)[:-1]])
+        starts = np.cumsum(sizes) - sizes
         head = members[starts][hh]
         household[members] = hh
         kind = np.where(rng.random(len(sizes)) < 0.5, 1, 2)[hh]

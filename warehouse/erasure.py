@@ -15,7 +15,7 @@ import json
 import os
 import shutil
 import uuid
-from datetime import UTC, datetime
+from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
 
 import duckdb
@@ -555,3 +555,46 @@ def apply_erasures(
         "export_rows_removed": exports_removed,
         "access_responses_removed": access_removed,
     }
+
+
+RETENTION_EVENT_TIMES = {"pos": "transacted_at", "web": "event_at"}
+
+
+def apply_retention(
+    con: duckdb.DuckDBPyConnection, as_of: date, retention_days: int, run_id: str | None = None
+) -> dict[str, int]:
+    """Delete raw POS lines and web events older than the retention window (the same window
+    staging applies), logging per file so the ingest reconciliation stays exact."""
+    ensure_privacy_schema(con)
+    cutoff = datetime.combine(as_of + timedelta(days=1), datetime.min.time()) - timedelta(
+        days=retention_days
+    )
+    now = datetime.now(UTC).replace(tzinfo=None)
+    deleted: dict[str, int] = {}
+    con.execute("begin")
+    try:
+        for source, column in RETENTION_EVENT_TIMES.items():
+            if not _exists(con, "raw", source):
+                continue
+            con.execute(
+                "create or replace temp table retention_cutoff as select ?::timestamp as t",
+                [cutoff],
+            )
+            deleted[f"raw.{source}"] = _delete_raw(
+                con, source, f"raw.{source}",
+                f"r.{_q(column)} < (select t from retention_cutoff)", now,
+            )  # fmt: skip
+        con.execute("commit")
+    except Exception:
+        con.execute("rollback")
+        raise
+    if any(deleted.values()):
+        audit.record(
+            con,
+            "retention",
+            subject=f"older than {cutoff.isoformat()}",
+            rows=sum(deleted.values()),
+            detail={"tables": deleted, "retention_days": retention_days},
+            run_id=run_id,
+        )
+    return deleted

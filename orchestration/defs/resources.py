@@ -18,7 +18,7 @@ from pydantic import PrivateAttr
 from orchestration.settings import DBT_PROJECT_DIR, Settings, load_settings
 from warehouse.connection import configure_connection
 
-LOCK_WAIT_S = 60.0  # how long a run waits for another writer (candidate setting)
+LOCK_WAIT_S = 60.0  # default wait for another writer (MICROSEG_LOCK_WAIT_S)
 
 
 class WarehouseBusyError(RuntimeError):
@@ -117,6 +117,7 @@ class WarehouseResource(dg.ConfigurableResource):
     identity_blocklist: list[str] = []
     identity_overrides: str | None = None
     run_lock_wait_s: float = LOCK_WAIT_S
+    max_segment_share: float = 0.95
     _lock_wait_s: float = PrivateAttr(default=30.0)
     _run_lock: WarehouseLock | None = PrivateAttr(default=None)
 
@@ -186,6 +187,8 @@ def build_resources(settings: Settings | None = None) -> dict:
             gx_sample_rows=settings.gx_sample_rows,
             seed=settings.seed,
             retention_days=settings.retention_days,
+            run_lock_wait_s=settings.lock_wait_s,
+            max_segment_share=settings.max_segment_share,
             identity_match_threshold=settings.identity_match_threshold,
             identity_max_cluster_size=settings.identity_max_cluster_size,
             identity_max_values_per_type=settings.identity_max_values_per_type,

@@ -609,3 +609,17 @@ def test_rows_erased_or_suppressed_reconcile_exactly_per_file(con):
     # neither explains rows of a file the ledger does not know
     con.execute("update raw.pos set _file = 'pos/ghost.csv' where _row_number = 5")
     assert not ex.validate(con, "raw.pos", context=CONTEXT).success
+
+
+def test_a_scored_person_without_analytics_consent_fails_the_gate(con):
+    assert ex.validate(con, "marts.customer_scores", context=CONTEXT).success
+    person = con.execute(
+        "select person_id from marts.customer_scores where propensity_30d is not null limit 1"
+    ).fetchone()[0]
+    con.execute(
+        "update marts.customer_profiles set consent_analytics = false where person_id = ?",
+        [person],
+    )
+    failure = only_failure(ex.validate(con, "marts.customer_scores", context=CONTEXT))
+    assert (failure.name, failure.severity) == ("score_consent", "error")
+    assert failure.failing_examples == [{"person_id": person}]

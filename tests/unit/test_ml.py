@@ -35,9 +35,35 @@ def test_clusters_pick_sensible_k_and_recover_planted_groups(scored):
     assert set(clusters["per_k"]) == {str(k) for k in range(3, 9)}
     assert all("davies_bouldin" in v and "silhouette" in v for v in clusters["per_k"].values())
     assert len(clusters["centroids"]) == clusters["k"]
-    found = dict(con.execute("select person_id, cluster_id from marts.customer_scores").fetchall())
-    labels = np.array([found[p] for p in truth.person_id])
-    assert adjusted_rand_score(truth.group, labels) > 0.7
+    found = dict(
+        con.execute(
+            "select person_id, cluster_id from marts.customer_scores where cluster_id is not null"
+        ).fetchall()
+    )
+    keep = np.isin(np.asarray(truth.person_id), list(found))
+    labels = np.array([found[p] for p in np.asarray(truth.person_id)[keep]])
+    assert adjusted_rand_score(np.asarray(truth.group)[keep], labels) > 0.7
+
+
+def test_only_persons_with_analytics_consent_are_scored(scored):
+    con, _, _ = scored
+    rows = con.execute(
+        """
+        select p.consent_analytics,
+               count(*),
+               count(s.cluster_id),
+               count(s.propensity_30d),
+               count(s.rfm_cell)
+        from marts.customer_scores as s
+        join marts.customer_profiles as p using (person_id)
+        group by 1
+        """
+    ).fetchall()
+    by_consent = {row[0]: row[1:] for row in rows}
+    # every person keeps a row; only the consented carry scores
+    assert by_consent[False][1:] == (0, 0, 0) and by_consent[False][0] > 0
+    n, clusters, propensities, cells = by_consent[True]
+    assert clusters == n and propensities == n and cells == n
 
 
 def test_scores_table_shape_and_ranges(scored):
@@ -128,7 +154,9 @@ def test_missing_training_table_and_tiny_input_fall_back():
     assert metrics["propensity"]["status"] == "untrainable"
     assert metrics["clusters"]["status"] == "fallback_single_cluster"
     assert len(metrics["warnings"]) >= 2
-    clusters = con.execute("select distinct cluster_id from marts.customer_scores").fetchall()
+    clusters = con.execute(
+        "select distinct cluster_id from marts.customer_scores where cluster_id is not null"
+    ).fetchall()
     assert clusters == [(0,)]
 
 

@@ -52,3 +52,19 @@ def test_bad_values_are_named(tmp_path, name, value):
     env = {"MICROSEG_WAREHOUSE": str(tmp_path / "w.duckdb"), name: value}
     with pytest.raises(SettingsError, match=name):
         load_settings(env)
+
+
+def test_dotenv_fills_in_what_the_environment_leaves_unset(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / ".env").write_text(
+        "# local overrides\n"
+        "MICROSEG_HOLDOUT_SHARE=0.2   # a wider holdout\n"
+        "MICROSEG_PHONE_REGION='GB'\n"
+        "MICROSEG_HMAC_KEY=from-dotenv\n"
+    )
+    for name in ("MICROSEG_HOLDOUT_SHARE", "MICROSEG_PHONE_REGION", "MICROSEG_WAREHOUSE"):
+        monkeypatch.delenv(name, raising=False)
+    monkeypatch.setenv("MICROSEG_HMAC_KEY", "from-environment")
+    settings = load_settings()
+    assert settings.holdout_share == 0.2 and settings.phone_region == "GB"
+    assert settings.hmac_key == "from-environment"

@@ -437,3 +437,12 @@ def test_history_predicts_next_month_purchases(tmp_path):
     ).fetchnumpy()
     y = np.asarray(frame["purchased_30d"], dtype=bool)
     assert roc_auc_score(y, np.asarray(frame["n"], dtype=float)) > 0.7
+
+
+@pytest.mark.parametrize(("customers", "days", "seed"), [(1, 7, 3), (3, 7, 3), (220, 60, 11)])
+def test_small_populations_and_quiet_days_generate(tmp_path, customers, days, seed):
+    # Days without a session and months without a sale once crashed the generator.
+    summary = generate(tmp_path / "zone", customers=customers, days=days, seed=seed)
+    assert summary["persons"] == customers
+    with open(tmp_path / "zone" / "_truth" / "persons.csv", newline="") as handle:
+        assert len(list(csv.DictReader(handle))) == customers

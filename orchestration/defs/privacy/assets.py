@@ -3,7 +3,12 @@
 import dagster as dg
 
 from orchestration.defs.resources import WarehouseResource
-from warehouse.erasure import apply_erasures, compact_database, scrub_serving
+from warehouse.erasure import (
+    apply_erasures,
+    apply_retention,
+    compact_database,
+    scrub_serving,
+)
 from warehouse.privacy import fulfil_access_requests
 
 
@@ -61,6 +66,10 @@ def erasure(
     with warehouse.connect() as con:
         report = apply_erasures(
             con, export_dir=export_dir, privacy_dir=privacy_dir, run_id=context.run_id
+        )
+        # Events past the retention window leave raw too (staging already ignores them).
+        report["retention_rows_deleted"] = apply_retention(
+            con, warehouse.resolve_as_of(con), warehouse.retention_days, run_id=context.run_id
         )
     person_ids = report.pop("person_ids")
     if report["requests"]:

@@ -34,7 +34,6 @@ GATED_TABLES = [
     "marts.segment_membership_history",
     "ml.model_runs",
 ]
-MAX_SEGMENT_SHARE = 0.95  # a segment of nearly everyone warns (candidate setting)
 
 
 def _previous_row_count(
@@ -109,7 +108,7 @@ def _gx_check(table: str) -> dg.AssetChecksDefinition:
                 "previous_row_count": _previous_row_count(context, check_key),
                 "volume_tolerance": warehouse.volume_tolerance,
                 "min_segment_size": warehouse.min_segment_size,
-                "max_segment_share": MAX_SEGMENT_SHARE,
+                "max_segment_share": warehouse.max_segment_share,
                 "freshness_days": warehouse.freshness_days,
             }
             outcome = validate(con, table, sample_rows=warehouse.gx_sample_rows, context=run_facts)

@@ -1,7 +1,11 @@
 """dbt models as assets, split by layer so a blocking check can stop the next layer."""
 
 import json
+import os
+import shutil
 import subprocess
+import tempfile
+import uuid
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
@@ -54,24 +58,37 @@ def ensure_manifest(dbt_executable: str, project: DbtProject = dbt_project) -> P
     if manifest.exists() and manifest.stat().st_mtime >= _newest_source_mtime(project.project_dir):
         return manifest
     # dagster-dbt's own preparer would look for `dbt` on PATH; use the project environment's.
-    completed = subprocess.run(
-        [
-            dbt_executable,
-            "parse",
-            "--quiet",
-            "--project-dir",
-            str(project.project_dir),
-            "--profiles-dir",
-            str(project.profiles_dir),
-            "--target-path",
-            str(manifest.parent),
-        ],
-        capture_output=True,
-        text=True,
-        check=False,
-    )
-    if completed.returncode != 0 or not manifest.exists():
-        raise RuntimeError(f"dbt parse failed:\n{completed.stdout}\n{completed.stderr}")
+    # Parse into a private folder, then swap the manifest in: two processes may parse at once.
+    scratch = manifest.parent / f".parse-{uuid.uuid4().hex}"
+    try:
+        completed = subprocess.run(
+            [
+                dbt_executable,
+                "parse",
+                "--quiet",
+                "--project-dir",
+                str(project.project_dir),
+                "--profiles-dir",
+                str(project.profiles_dir),
+                "--target-path",
+                str(scratch),
+            ],
+            capture_output=True,
+            text=True,
+            check=False,
+            # Parsing opens no connection: a placeholder warehouse lets it run before settings
+            # are exported (the real values, when present, win).
+            env={"MICROSEG_WAREHOUSE": ":memory:", **os.environ},
+        )
+        parsed = scratch / "manifest.json"
+        if completed.returncode != 0 or not parsed.exists():
+            raise RuntimeError(f"dbt parse failed:\n{completed.stdout}\n{completed.stderr}")
+        manifest.parent.mkdir(parents=True, exist_ok=True)
+        for name in ("partial_parse.msgpack", "manifest.json"):
+            if (scratch / name).exists():
+                os.replace(scratch / name, manifest.parent / name)
+    finally:
+        shutil.rmtree(scratch, ignore_errors=True)
     return manifest
 
 
@@ -122,7 +139,14 @@ def _layer_assets(layer: str, select: str, exclude: str | None, manifest: Path):
     def _assets(
         context: dg.AssetExecutionContext, dbt: DbtCliResource, warehouse: WarehouseResource
     ):
-        yield from dbt.cli(["build", "--vars", _dbt_vars(warehouse)], context=context).stream()
+        # A private target folder per invocation, removed afterwards: dagster-dbt would otherwise
+        # leave one folder per run and layer under dbt_project/target.
+        with tempfile.TemporaryDirectory(prefix=f"dbt-{layer}-") as target:
+            yield from dbt.cli(
+                ["build", "--vars", _dbt_vars(warehouse)],
+                context=context,
+                target_path=Path(target),
+            ).stream()
 
     return _assets
 

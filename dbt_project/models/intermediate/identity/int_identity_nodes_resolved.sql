@@ -144,7 +144,8 @@ final as (
         component_nodes.node_type,
         component_nodes.is_record,
         component_persons.person_id,
-        previous_assignment.person_id as previous_person_id
+        -- a new record counts as keeping its id, so a re-run on the same data writes the same rows
+        coalesce(previous_assignment.person_id, component_persons.person_id) as previous_person_id
     from component_nodes
     inner join component_persons
         on component_nodes.component_index = component_persons.component_index
