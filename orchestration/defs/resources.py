@@ -16,6 +16,7 @@ from dagster_dbt import DbtCliResource
 from pydantic import PrivateAttr
 
 from orchestration.settings import DBT_PROJECT_DIR, Settings, load_settings
+from warehouse import audit
 from warehouse.connection import configure_connection
 
 LOCK_WAIT_S = 60.0  # default wait for another writer (MICROSEG_LOCK_WAIT_S)
@@ -126,11 +127,18 @@ class WarehouseResource(dg.ConfigurableResource):
         # life: a second writer waits run_lock_wait_s, then fails naming the lock.
         self._run_lock = WarehouseLock(self.path, self.run_lock_wait_s)
         self._run_lock.acquire()
+        self._audit_run(context, "started")
 
     def teardown_after_execution(self, context: dg.InitResourceContext) -> None:
         if self._run_lock is not None:
+            self._audit_run(context, "finished")
             self._run_lock.release()
             self._run_lock = None
+
+    def _audit_run(self, context: dg.InitResourceContext, event: str) -> None:
+        # Every run that touches the warehouse is in the audit log, whatever its outcome.
+        with self.connect() as con:
+            audit.record(con, "run", subject=event, detail={"event": event}, run_id=context.run_id)
 
     @contextmanager
     def connect(self) -> Iterator[duckdb.DuckDBPyConnection]:

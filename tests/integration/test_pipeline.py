@@ -300,4 +300,10 @@ def test_access_requests_are_answered_once_and_audited(pipeline, warehouse):
     }
     assert audited == {r[0] for r in requests}
     kinds = {k for (k,) in warehouse.execute("select distinct kind from audit.events").fetchall()}
-    assert {"export", "publish", "access_request"} <= kinds
+    assert {"run", "export", "publish", "access_request"} <= kinds
+    # each run is logged when it starts and when it ends, whatever its outcome
+    runs = warehouse.execute(
+        "select run_id, list(subject order by recorded_at) from audit.events "
+        "where kind = 'run' group by run_id"
+    ).fetchall()
+    assert runs and all(events == ["started", "finished"] for _, events in runs)
