@@ -520,6 +520,19 @@ def ensure_model_runs(con: duckdb.DuckDBPyConnection) -> None:
     )
 
 
+def _without_timings(value: Any) -> Any:
+    """A copy of nested metrics without wall-clock fields, which differ from run to run."""
+    if isinstance(value, dict):
+        return {
+            k: _without_timings(v)
+            for k, v in value.items()
+            if k not in ("seconds", "train_seconds") and not k.endswith("_seconds")
+        }
+    if isinstance(value, list):
+        return [_without_timings(v) for v in value]
+    return value
+
+
 def append_model_run(
     con: duckdb.DuckDBPyConnection,
     model_name: str,
@@ -704,8 +717,10 @@ def match_records(
                 con, seed=seed, max_pairs_u=max_pairs_u, scratch_schema=scratch_schema
             )
             result.timings["train"] = time.perf_counter() - t1
-            # named by its settings and trained parameters, not the clock: the same data trains
-            # the same model, and a resumed run records the same version
+            # Stored without Splink's random linker id and without timings (those go to the
+            # asset's metadata), and named by settings and trained parameters, not the clock:
+            # the same data trains the same model, and a resumed run records the same row.
+            model.pop("linker_uid", None)
             fitted = hashlib.sha1(json.dumps(model, sort_keys=True, default=str).encode())
             result.model_version = f"{wanted[:12]}.{fitted.hexdigest()[:8]}"
             result.trained = True
@@ -716,8 +731,9 @@ def match_records(
                 result.model_version,
                 as_of,
                 model,
-                {**result.training, "train_seconds": round(result.timings["train"], 2)},
+                _without_timings(result.training),
                 list(COMPARISON_COLUMNS),
+                skip_known_version=True,
             )
         t2 = time.perf_counter()
         linker = _linker(con, model, scratch_schema)
