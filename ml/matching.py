@@ -450,13 +450,29 @@ def _check_identifier(name: str) -> None:
         raise ValueError(f"not a plain (schema.)table identifier: {name!r}")
 
 
+# EM can drive a level's m or u probability towards 0 (a level the matches never take); Splink
+# refuses values below 1e-300. Clamped here, such a level still carries a weight below -30.
+_MIN_PROBABILITY = 1e-10
+
+
+def _clamped(model: dict[str, Any]) -> dict[str, Any]:
+    """The model with every m/u probability at least _MIN_PROBABILITY (in place, returned)."""
+    for comparison in model.get("comparisons", []):
+        for level in comparison.get("comparison_levels", []):
+            for key in ("m_probability", "u_probability"):
+                value = level.get(key)
+                if isinstance(value, int | float) and value < _MIN_PROBABILITY:
+                    level[key] = _MIN_PROBABILITY
+    return model
+
+
 def _linker(con: duckdb.DuckDBPyConnection, model: dict[str, Any], scratch_schema: str):
     from splink import DuckDBAPI, Linker
 
     db_api = DuckDBAPI(connection=con, output_schema=scratch_schema)
     # unqualified: Splink reads columns by table name; output_schema made the scratch one default
     frame = db_api.register("match_input", dataset_display_name="crm_records")
-    return Linker(frame, model, log_level=None)
+    return Linker(frame, _clamped(model), log_level=None)
 
 
 def train_model(
@@ -713,14 +729,28 @@ def match_records(
             )
         else:
             t1 = time.perf_counter()
-            model, training = train_model(
-                con, seed=seed, max_pairs_u=max_pairs_u, scratch_schema=scratch_schema
-            )
+            try:
+                model, training = train_model(
+                    con, seed=seed, max_pairs_u=max_pairs_u, scratch_schema=scratch_schema
+                )
+            except ValueError as exc:
+                # Splink 5.0's EM can drive an m/u estimate below the 1e-300 it then rejects.
+                if "below the minimum allowed" not in str(exc):
+                    raise
+                # An untrainable model warns, it does not fail the run (data contract): this
+                # run links on exact identifiers only.
+                create_edges_table(con)
+                result.warnings.append(
+                    "matching: Splink's EM training failed (an m/u estimate underflowed below "
+                    "1e-300); no probabilistic edges this run, exact identifiers only"
+                )
+                return result
             result.timings["train"] = time.perf_counter() - t1
             # Stored without Splink's random linker id and without timings (those go to the
             # asset's metadata), and named by settings and trained parameters, not the clock:
             # the same data trains the same model, and a resumed run records the same row.
             model.pop("linker_uid", None)
+            _clamped(model)
             fitted = hashlib.sha1(json.dumps(model, sort_keys=True, default=str).encode())
             result.model_version = f"{wanted[:12]}.{fitted.hexdigest()[:8]}"
             result.trained = True
