@@ -496,9 +496,22 @@ def train_model(
     metrics["u_seconds"] = round(time.perf_counter() - started, 2)
     for rule in TRAINING_BLOCKING_RULES:
         t0 = time.perf_counter()
-        session = training.estimate_parameters_using_expectation_maximisation(
-            rule, estimate_without_term_frequencies=True, max_pairs=em_max_pairs
-        )
+        before = linker.misc.save_model_to_json()
+        try:
+            session = training.estimate_parameters_using_expectation_maximisation(
+                rule, estimate_without_term_frequencies=True, max_pairs=em_max_pairs
+            )
+        except ValueError as exc:
+            # Splink 5.0 rejects an m/u estimate its own EM step drove below 1e-300 (a level
+            # the matches in this block never take). A failed session leaves the linker's
+            # comparisons half-switched: go back to the model as it was, keep the others.
+            if "below the minimum allowed" not in str(exc):
+                raise
+            before.pop("linker_uid", None)
+            linker = _linker(con, before, scratch_schema)
+            training = linker.training
+            metrics["em_sessions"].append({"blocking_rule": rule, "status": "underflow"})
+            continue
         history = getattr(session, "_lambda_history_records", None) or []
         metrics["em_sessions"].append(
             {
@@ -508,11 +521,33 @@ def train_model(
             }
         )
     model = linker.misc.save_model_to_json()
+    metrics["levels_at_starting_values"] = _fill_untrained_levels(model)
     metrics["probability_two_random_records_match"] = model.get(
         "probability_two_random_records_match"
     )
     _drop_splink_tables(con, scratch_schema)
     return model, metrics
+
+
+def _fill_untrained_levels(model: dict[str, Any]) -> int:
+    """Give every level EM left without an m (or u) its documented starting value; returns how
+    many levels were filled. A comparison without probabilities would drop out of scoring."""
+    start = {
+        (c["output_column_name"], i): level
+        for c in settings_dict()["comparisons"]
+        for i, level in enumerate(c["comparison_levels"])
+    }
+    filled = 0
+    for comparison in model.get("comparisons", []):
+        for i, level in enumerate(comparison.get("comparison_levels", [])):
+            if level.get("is_null_level"):
+                continue
+            default = start.get((comparison["output_column_name"], i), {})
+            for key in ("m_probability", "u_probability"):
+                if not isinstance(level.get(key), int | float) and key in default:
+                    level[key] = default[key]
+                    filled += 1
+    return filled
 
 
 def _drop_splink_tables(con: duckdb.DuckDBPyConnection, scratch_schema: str) -> None:

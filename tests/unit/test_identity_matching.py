@@ -177,3 +177,17 @@ def test_evaluation_without_ground_truth_records_nothing(tmp_path: Path):
     outcome = identity_eval.evaluate_identity_map(con, tmp_path / "none.csv", date(2026, 6, 30))
     assert outcome == {"truth_present": False, "note": "no ground truth", "scopes": {}}
     assert identity_eval.latest_evaluation(con) is None
+
+
+def test_levels_em_left_untrained_get_their_starting_values():
+    from ml.matching import _fill_untrained_levels, settings_dict
+
+    model = settings_dict()
+    first = model["comparisons"][0]["comparison_levels"]
+    first[1]["m_probability"] = "level not observed"
+    first[2].pop("u_probability")
+    assert _fill_untrained_levels(model) == 2
+    start = settings_dict()["comparisons"][0]["comparison_levels"]
+    assert first[1]["m_probability"] == start[1]["m_probability"]
+    assert first[2]["u_probability"] == start[2]["u_probability"]
+    assert _fill_untrained_levels(model) == 0
