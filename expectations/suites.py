@@ -13,48 +13,14 @@ from dataclasses import dataclass
 from typing import Any
 
 from expectations.results import ERROR, WARN
+from ml.scoring import RFM_CELLS
+from ml.segments import KINDS as SEGMENT_KINDS
+from warehouse.sources import CONSENT_PURPOSES as PURPOSES
+from warehouse.sources import CONSENT_STATUSES, SUBJECT_TYPES, WEB_EVENT_TYPES
+from warehouse.sources import PRIVACY_REQUEST_TYPES as REQUEST_TYPES
 
-PURPOSES = ("analytics", "personalization", "ad_targeting", "third_party_sharing")
-SUBJECT_TYPES = (
-    "crm_customer_id",
-    "email",
-    "phone",
-    "user_id",
-    "anonymous_id",
-    "loyalty_card_id",
-)
-WEB_EVENT_TYPES = (
-    "page_view",
-    "product_view",
-    "search",
-    "add_to_cart",
-    "remove_from_cart",
-    "checkout_start",
-    "purchase",
-    "signup",
-    "login",
-    "email_open",
-    "email_click",
-    "app_open",
-)
+# The contract's vocabularies are defined once, where ingest and the models use them.
 DEVICE_TYPES = ("mobile", "desktop", "tablet", "app")
-CONSENT_STATUSES = ("granted", "denied", "revoked")
-REQUEST_TYPES = ("erasure", "access")
-SEGMENT_KINDS = ("rule", "rfm", "cluster", "propensity", "clv", "lookalike")
-RFM_CELLS = (
-    "champions",
-    "loyal_customers",
-    "potential_loyalists",
-    "new_customers",
-    "promising",
-    "need_attention",
-    "about_to_sleep",
-    "at_risk",
-    "cannot_lose_them",
-    "hibernating",
-    "lost",
-    "no_purchase",
-)
 LEDGER_STATUSES = ("loaded", "rejected")
 
 # Lowercase and trimmed, one @, a dotted domain: staging's normalize_email accepts exactly this.

@@ -15,9 +15,9 @@ import duckdb
 import pyarrow as pa
 
 from ml._db import table_columns
+from warehouse.sources import CONSENT_PURPOSES as PURPOSES
 
 KINDS = ("rule", "rfm", "cluster", "propensity", "clv", "lookalike")
-PURPOSES = ("analytics", "personalization", "ad_targeting", "third_party_sharing")
 _SEGMENT_ID = re.compile(r"^[a-z][a-z0-9_]{0,62}$")
 HOLDOUT_BUCKETS = 10_000
 PROFILE_FEATURES = ("recency_days", "frequency_365d", "monetary_365d", "web_events_30d")
