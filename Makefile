@@ -41,3 +41,4 @@ clean:
 
 bench: venv
 	nice $(BIN)/python -m bench.identity
+	nice $(BIN)/python -m bench.pipeline

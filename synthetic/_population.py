@@ -6,12 +6,19 @@ from dataclasses import dataclass
 
 import numpy as np
 import pyarrow as pa
+import pyarrow.compute as pc
 
 from synthetic import _vocab as V
+from synthetic._names import draw_first, draw_last, names
 from synthetic._text import cat, ids, iso, num, pick, typo, where
 
 SECOND_RECORD_SHARE = 0.25
 HOUSEHOLD_SHARE = 0.03
+# Errors of secondary CRM records that the ground truth ignores (not quarantine faults):
+NAME_SWAP_SHARE = 0.02  # first and last name entered the wrong way round
+# birth date with day and month swapped, as a share of secondary records with a birth date;
+# only dates with day <= 12 and day != month can show it, so those are picked at a higher rate
+DOB_SWAP_SHARE = 0.03
 UK_AREA = 20
 
 
@@ -47,8 +54,8 @@ class Population:
     card_id: pa.Array
     user_id: pa.Array
     pay_token: pa.Array  # 2 per person: [2*i, 2*i+1]
-    first: np.ndarray
-    last: np.ndarray
+    first: np.ndarray  # index into names().first
+    last: np.ndarray  # index into names().last
     female: np.ndarray
     dob: np.ndarray  # datetime64[D]
     email: pa.Array
@@ -58,12 +65,6 @@ class Population:
     postcode: pa.Array
     household: np.ndarray  # household number, -1 when single
     shares: np.ndarray  # 0 none, 1 shares head's email, 2 shares head's phone
-
-
-def _first_names() -> tuple[list[str], list[str], int]:
-    names = [f for f, _ in V.FEMALE] + [m for m, _ in V.MALE]
-    nicks = [n for _, n in V.FEMALE] + [n for _, n in V.MALE]
-    return names, nicks, len(V.FEMALE)
 
 
 def e164(pop: Population, person: np.ndarray) -> pa.Array:
@@ -174,12 +175,10 @@ def build_population(n: int, days: int, rng: np.random.Generator) -> Population:
     user_id = ids("U", rng.permutation(n) + 1, 9)
     pay_token = ids("tok_", rng.permutation(2 * n) + 1, 12)
 
-    names, _, n_fem = _first_names()
+    nm = names()
     female = rng.random(n) < 0.5
-    first = np.where(female, rng.integers(0, n_fem, n), rng.integers(n_fem, len(names), n)).astype(
-        np.int64
-    )
-    last = rng.integers(0, len(V.LAST_NAMES), n)
+    first = draw_first(female, rng)
+    last = draw_last(n, rng)
     age_days = (rng.uniform(18, 80, n) * 365.25).astype(np.int64)
     dob = np.datetime64("2026-06-30", "D") - age_days.astype("timedelta64[D]")
 
@@ -209,10 +208,10 @@ def build_population(n: int, days: int, rng: np.random.Generator) -> Population:
 
     # unique suffix per person so that only households share an address by design
     suffix = num(rng.permutation(n) + 100)
-    lower_first = pick([s.lower() for s in names], first)
-    lower_last = pick([s.lower() for s in V.LAST_NAMES], last)
+    lower_first = pc.utf8_lower(pick(nm.first, first))
+    lower_last = pc.utf8_lower(pick(nm.last, last))
     style = rng.integers(0, 4, n)
-    initials = pick([s[0].lower() for s in names], first)
+    initials = pc.utf8_slice_codeunits(lower_first, 0, 1)
     local = where(
         style == 0,
         cat(lower_first, ".", lower_last, suffix),
@@ -241,14 +240,25 @@ def build_population(n: int, days: int, rng: np.random.Generator) -> Population:
         starts = np.cumsum(sizes) - sizes
         head = members[starts][hh]
         household[members] = hh
-        kind = np.where(rng.random(len(sizes)) < 0.5, 1, 2)[hh]
+        # half the households share the head's email, half the head's phone (alternating over
+        # households in random order, so that even a few households show both)
+        kind = np.where(np.arange(len(sizes)) % 2 == 0, 1, 2)[hh]
         is_member = members != head
         mem, hd = members[is_member], head[is_member]
         shares_kind[mem] = kind[is_member]
         last[mem] = last[hd]
         metro[mem] = metro[hd]
-        same_first = first[mem] == first[hd]
-        first[mem[same_first]] = (first[hd[same_first]] + 1) % len(names)
+        # a member never has the head's first name: redraw it for their own gender, and if the
+        # redraw is the head's name again, take another name of that gender's list
+        same_first = nm.first_key[first[mem]] == nm.first_key[first[hd]]
+        same, same_head = mem[same_first], hd[same_first]
+        first[same] = draw_first(female[same], rng)
+        block = np.where(female[same], 0, nm.n_female)
+        size = np.where(female[same], nm.n_female, nm.n_first - nm.n_female)
+        again = nm.first_key[first[same]] == nm.first_key[first[same_head]]
+        first[same[again]] = (
+            block[again] + (first[same[again]] - block[again] + size[again] // 2) % size[again]
+        )
         dob[mem] = dob[hd] - rng.integers(400, 12_000, len(mem)).astype("timedelta64[D]")
         idx = np.arange(n)
         idx[mem] = hd
@@ -307,8 +317,9 @@ def build_population(n: int, days: int, rng: np.random.Generator) -> Population:
 
 def crm_records(
     pop: Population, start_s: int, end_s: int, rng: np.random.Generator
-) -> tuple[pa.Table, np.ndarray]:
-    """CRM records (1 per CRM person, ~25% a second in the other system) and their persons."""
+) -> tuple[pa.Table, np.ndarray, np.ndarray]:
+    """CRM records (1 per CRM person, ~25% a second in the other system), their persons and
+    whether each is a person's secondary record (the one with nicknames, typos and swaps)."""
     crm = np.flatnonzero(pop.has_crm)
     # primary system: 0 shop_crm (web accounts), 1 loyalty_crm (cards)
     sys_primary = np.where(
@@ -324,18 +335,21 @@ def crm_records(
     person, system, secondary = person[order], system[order], secondary[order]
     m = len(person)
     r = rng.random((m, 16))
+    swap_u = rng.random((m, 2))
 
-    names, nicks, _ = _first_names()
-    first = pick(names, pop.first[person])
-    nick = pick(nicks, pop.first[person])
-    has_nick = np.array([bool(x) for x in nicks])[pop.first[person]]
+    nm = names()
+    first = pick(nm.first, pop.first[person])
+    nick = pick(nm.nick, pop.first[person])
+    has_nick = nm.has_nick[pop.first[person]]
     first = where(secondary & has_nick & (r[:, 0] < 0.35), nick, first)
     tp = secondary & (r[:, 1] < 0.15)
     first = _apply(first, tp, lambda a: typo(a, rng))
     first = _case(first, r[:, 2], 0.08)
-    last = pick(V.LAST_NAMES, pop.last[person])
+    last = pick(nm.last, pop.last[person])
     last = _apply(last, secondary & (r[:, 3] < 0.10), lambda a: typo(a, rng))
     last = _case(last, r[:, 4], 0.08)
+    swap_names = secondary & (swap_u[:, 0] < NAME_SWAP_SHARE)
+    first, last = where(swap_names, last, first), where(swap_names, first, last)
 
     email = pop.email.take(pa.array(person))
     email = _case(email, r[:, 5], np.where(secondary, 0.3, 0.1))
@@ -348,10 +362,12 @@ def crm_records(
     family_phone = pop.household[person] >= 0
     phone = where((r[:, 8] < np.where(secondary, 0.3, 0.15)) & ~family_phone, None, phone)
 
-    dob_iso = pc_date(pop.dob[person])
-    dob_compact = pa.array(np.char.replace(np.datetime_as_string(pop.dob[person]), "-", ""))
+    has_dob = r[:, 10] >= np.where(secondary, 0.25, 0.08)
+    shown_dob = _swap_day_month(pop.dob[person], secondary & has_dob, swap_u[:, 1])
+    dob_iso = pc_date(shown_dob)
+    dob_compact = pa.array(np.char.replace(np.datetime_as_string(shown_dob), "-", ""))
     dob = where(r[:, 9] < 0.15, dob_compact, dob_iso)
-    dob = where(r[:, 10] < np.where(secondary, 0.25, 0.08), None, dob)
+    dob = where(~has_dob, None, dob)
 
     metro = pop.metro[person]
     city = pick([m[0] for m in V.METROS], metro)
@@ -423,7 +439,21 @@ def crm_records(
             "updated_at": iso(updated),
         }
     )
-    return table, person
+    return table, person, secondary
+
+
+def _swap_day_month(dob: np.ndarray, candidates: np.ndarray, u: np.ndarray) -> np.ndarray:
+    """Birth dates with day and month swapped for ~DOB_SWAP_SHARE of the candidates (only dates
+    whose day is at most 12 and differs from the month can be swapped)."""
+    month_start = dob.astype("datetime64[M]")
+    year_start = dob.astype("datetime64[Y]")
+    day = (dob - month_start.astype("datetime64[D]")).astype(np.int64) + 1
+    month = (month_start - year_start.astype("datetime64[M]")).astype(np.int64) + 1
+    eligible = candidates & (day <= 12) & (day != month)
+    rate = min(DOB_SWAP_SHARE * candidates.sum() / max(int(eligible.sum()), 1), 1.0)
+    swap = eligible & (u < rate)
+    swapped = (year_start.astype("datetime64[M]") + (day - 1)).astype("datetime64[D]") + (month - 1)
+    return np.where(swap, swapped, dob).astype("datetime64[D]")
 
 
 def pc_date(days: np.ndarray) -> pa.Array:
@@ -444,8 +474,6 @@ def _apply(values: pa.Array, mask: np.ndarray, fn) -> pa.Array:
 
 def _case(values: pa.Array, u: np.ndarray, rate: float | np.ndarray) -> pa.Array:
     """Upper-case, lower-case or swap the case of a share of the values."""
-    import pyarrow.compute as pc
-
     rate = np.broadcast_to(rate, u.shape)
     out = where(u < rate / 3, pc.utf8_upper(values), values)
     out = where((u >= rate / 3) & (u < 2 * rate / 3), pc.utf8_lower(values), out)

@@ -16,6 +16,10 @@ from synthetic._io import Sink
 from synthetic._ledgers import write_campaigns, write_consent, write_privacy
 from synthetic._population import build_population, crm_records
 
+# Bump whenever the same arguments would generate different data, so that caches of generated
+# landing zones can tell versions apart. 2: Faker name vocabularies with census/SSA frequencies
+# and a rare-surname tail; name and day/month birth-date swaps on secondary CRM records.
+GENERATOR_VERSION = 2
 LARGE_RUN = 200_000  # customers from which files are Parquet and no faults are injected
 SOURCES = ["crm", "pos", "web", "consent", "privacy", "campaigns"]
 
@@ -42,7 +46,8 @@ def generate(
     their records carries an email, a phone or a loyalty card. Persons seen only through web
     devices (never logged in, never gave an email) or cash/payment-token purchases are not known.
 
-    Returns a summary: files and rows written per source, persons, known persons, faults.
+    Returns a summary: the generator version, files and rows written per source, persons, known
+    persons, faults.
     """
     if customers < 1 or days < 1:
         raise ValueError("customers and days must be at least 1")
@@ -60,7 +65,7 @@ def generate(
     sink = Sink(root, large)
 
     pop = build_population(customers, days, _rng(seed, 1))
-    crm, crm_person = crm_records(pop, start_s, end_s, _rng(seed, 2))
+    crm, crm_person, _ = crm_records(pop, start_s, end_s, _rng(seed, 2))
     for k, system in enumerate(["shop_crm", "loyalty_crm"]):
         mask = np.asarray(crm.column("source_system").to_numpy(zero_copy_only=False) == system)
         part = crm.filter(pa.array(mask))
@@ -173,6 +178,7 @@ def generate(
         "start_date": str(date.fromordinal(start)),
         "end_date": str(end),
         "seed": seed,
+        "generator_version": GENERATOR_VERSION,
         "format": "parquet" if large else "csv/jsonl",
         "persons": int(len(listed)),
         "known_persons": int(known[listed].sum()),

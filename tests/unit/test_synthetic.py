@@ -1,9 +1,13 @@
-"""The synthetic generator: determinism, contract shape, ground truth and learnable signal."""
+"""The synthetic generator: determinism, contract shape, ground truth, learnable signal and
+realistic identities (name frequencies, nicknames, swapped names and birth dates)."""
 
 from __future__ import annotations
 
 import csv
 import json
+import os
+import subprocess
+import sys
 from pathlib import Path
 
 import duckdb
@@ -12,7 +16,10 @@ import phonenumbers
 import pytest
 from sklearn.metrics import roc_auc_score
 
-from synthetic import generate
+from synthetic import GENERATOR_VERSION, generate
+from synthetic._names import names
+from synthetic._population import build_population, crm_records
+from synthetic._vocab import NICKNAMES
 
 CONTRACT = {
     "crm": {
@@ -446,3 +453,119 @@ def test_small_populations_and_quiet_days_generate(tmp_path, customers, days, se
     assert summary["persons"] == customers
     with open(tmp_path / "zone" / "_truth" / "persons.csv", newline="") as handle:
         assert len(list(csv.DictReader(handle))) == customers
+
+
+# --- identities: realistic names and the errors of secondary CRM records -----------------------
+
+NAMES_SEED = 5
+
+
+@pytest.fixture(scope="module")
+def people():
+    """20k true persons and their CRM records, with true names as lower-case text."""
+    pop = build_population(20_000, 60, np.random.default_rng([NAMES_SEED, 1]))
+    table, person, secondary = crm_records(
+        pop, 0, 60 * 86400, np.random.default_rng([NAMES_SEED, 2])
+    )
+    nm = names()
+    first = np.asarray(nm.first.to_pylist(), dtype=object)[pop.first]
+    last = np.asarray(nm.last.to_pylist(), dtype=object)[pop.last]
+    return pop, table, person, secondary, first, last
+
+
+def _lower(values) -> np.ndarray:
+    return np.asarray([None if v is None else v.lower() for v in values], dtype=object)
+
+
+def test_names_follow_a_skewed_census_like_distribution(people):
+    pop, *_, first, last = people
+    n = len(last)
+    surnames, counts = np.unique(last.astype(str), return_counts=True)
+    assert 3000 <= len(surnames) <= 12_000, len(surnames)  # thousands, with a long tail
+    top = surnames[counts.argmax()]
+    assert top == "Smith" and 0.005 <= counts.max() / n <= 0.02, (top, counts.max() / n)
+    assert (counts == 1).sum() >= 1000  # many names carried by a single person
+    for female in (True, False):
+        given, counts = np.unique(first[pop.female == female].astype(str), return_counts=True)
+        share = counts.max() / counts.sum()
+        assert len(given) >= 250 and 0.01 <= share <= 0.06, (female, len(given), share)
+    # strangers rarely share a full name (with 48 x 60 names most of them did)
+    assert len(set(zip(first, last, strict=True))) >= 0.95 * n
+    # letters only (e-mail local parts are built from them), short enough for the typo helper
+    for vocab in (names().first.to_pylist(), names().last.to_pylist()):
+        assert all(s.isascii() and s.isalpha() and 2 <= len(s) < 24 for s in vocab)
+
+
+def test_first_names_match_gender_and_differ_within_households(people):
+    pop, *_, first, _ = people
+    assert ((pop.first < names().n_female) == pop.female).all()
+    hh = pop.household
+    for h in np.unique(hh[hh >= 0]):
+        members = np.flatnonzero(hh == h)
+        assert len(set(first[members])) >= 2, first[members]
+        if len(members) == 2:
+            assert len(set(first[members])) == 2
+
+
+def test_secondary_records_have_nicknames_and_swapped_names(people):
+    _, table, person, secondary, first, last = people
+    shown_first = _lower(table.column("first_name").to_pylist())
+    shown_last = _lower(table.column("last_name").to_pylist())
+    true_first, true_last = _lower(first[person]), _lower(last[person])
+    swapped = (shown_first == true_last) & (shown_last == true_first) & (true_first != true_last)
+    assert not swapped[~secondary].any()
+    assert 0.005 <= swapped[secondary].mean() <= 0.03, swapped[secondary].mean()
+    nicknames = {k.lower(): v.lower() for k, v in NICKNAMES.items()}
+    nick = np.asarray([nicknames.get(s, "") for s in true_first], dtype=object)
+    uses_nick = (shown_first == nick) & (nick != "")
+    assert not uses_nick[~secondary].any()
+    assert 0.05 <= uses_nick[secondary].mean() <= 0.2, uses_nick[secondary].mean()
+    # primary records spell the names right, up to case
+    primary_ok = (shown_first == true_first) & (shown_last == true_last)
+    assert primary_ok[~secondary].all()
+
+
+def test_secondary_records_have_day_month_swapped_birth_dates(people):
+    pop, table, person, secondary, *_ = people
+    shown = table.column("date_of_birth").to_pylist()
+    has = np.array([v is not None for v in shown])
+    iso = [v if v is None or "-" in v else f"{v[:4]}-{v[4:6]}-{v[6:]}" for v in shown]
+    true = np.datetime_as_string(pop.dob[person]).astype(object)
+    swapped_true = np.array(
+        [f"{t[:4]}-{t[8:10]}-{t[5:7]}" if int(t[8:10]) <= 12 else "" for t in true], dtype=object
+    )
+    differs = has & (np.asarray(iso, dtype=object) != true)
+    swapped = has & (np.asarray(iso, dtype=object) == swapped_true) & differs
+    assert (differs == swapped).all()  # the only birth-date error is the day/month swap
+    assert not swapped[~secondary].any()
+    share = swapped[secondary & has].mean()
+    assert 0.015 <= share <= 0.045, share
+
+
+def test_generator_version_is_reported(run):
+    _, summary = run
+    assert isinstance(GENERATOR_VERSION, int) and GENERATOR_VERSION >= 2
+    assert summary["generator_version"] == GENERATOR_VERSION
+
+
+def test_names_do_not_depend_on_the_hash_seed():
+    """The name vocabularies (from Faker) and the draws are the same in every process."""
+    code = (
+        "import hashlib, numpy as np; from synthetic._names import names;"
+        "from synthetic._population import build_population;"
+        "nm = names(); pop = build_population(2000, 7, np.random.default_rng([1, 1]));"
+        "parts = [nm.first.to_pylist(), nm.last.to_pylist(), nm.nick.to_pylist(),"
+        " np.round(nm.p_last, 12).tolist(), pop.first.tolist(), pop.last.tolist()];"
+        "print(hashlib.sha256(repr(parts).encode()).hexdigest())"
+    )
+    digests = {
+        subprocess.run(
+            [sys.executable, "-c", code],
+            env={**os.environ, "PYTHONHASHSEED": str(hash_seed)},
+            capture_output=True,
+            text=True,
+            check=True,
+        ).stdout
+        for hash_seed in (1, 2)
+    }
+    assert len(digests) == 1, digests
