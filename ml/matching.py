@@ -2,20 +2,23 @@
 
 `match_records` reads `staging.stg_crm__customers`, normalises names, birth dates, addresses and
 contact data into a scratch schema, trains (or reuses) an unsupervised Splink model (u by random
-sampling, m by EM), predicts pairs above a probability threshold and writes them with their
-evidence to `intermediate.identity_match_edges`. The trained model is versioned in
-`ml.model_runs` (model_name `identity_matching`) and reused until the settings change or a
-retrain is asked for. Pure Python: never imports dagster.
+sampling, m by EM, term-frequency adjustments on names and postcode), predicts pairs above a
+probability threshold and writes them with their evidence to `intermediate.identity_match_edges`.
+The trained model is versioned in `ml.model_runs` (model_name `identity_matching`) and reused
+until the settings change or a retrain is asked for. Pure Python: never imports dagster.
 """
 
 from __future__ import annotations
 
+import contextlib
 import csv
 import hashlib
+import inspect
 import json
 import logging
 import math
 import time
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime
 from pathlib import Path
@@ -67,10 +70,12 @@ NICKNAMES: dict[str, tuple[str, ...]] = {
     "john": ("jack", "johnny", "jon"),
     "jonathan": ("jon", "jonny"),
     "joseph": ("joe", "joey"),
+    "jeffrey": ("jeff",),
     "joshua": ("josh",),
     "katherine": ("kate", "kathy", "katie", "kat", "kay"),
     "kathleen": ("kathy", "kate", "kay"),
     "kenneth": ("ken", "kenny"),
+    "kimberly": ("kim", "kimmy"),
     "lawrence": ("larry",),
     "margaret": ("peggy", "maggie", "meg", "marge", "margie", "greta"),
     "matthew": ("matt", "matty"),
@@ -135,6 +140,9 @@ COMPARISON_COLUMNS = (
 PREDICTION_BLOCKING_RULES = (
     "l.postcode = r.postcode and l.dob = r.dob",
     "l.postcode = r.postcode and l.last_name = r.last_name and l.first_key = r.first_key",
+    # first names too far apart for one key (a typo, a short form of another name)
+    "l.postcode = r.postcode and l.last_name = r.last_name "
+    "and left(l.first_name, 1) = left(r.first_name, 1)",
     "l.postcode = r.postcode and l.street_address = r.street_address",
     "l.dob = r.dob and l.last_name = r.last_name",
     "l.dob = r.dob and l.first_key = r.first_key and l.city = r.city",
@@ -181,6 +189,24 @@ def _else(m: float, u: float) -> dict[str, Any]:
     return _level("ELSE", "else", m, u)
 
 
+# Term-frequency adjustments on exact-match levels: agreeing on a rare value (Nguyen-Whitaker) is
+# more evidence than agreeing on a common one (Smith). Splink scores such a level with the value's
+# frequency in match_input instead of the level's average u (u_exact), adding
+# log2(u_exact / max(frequency, minimum)) bits. The minimum caps the bonus of a rare value: for
+# names at one record in 10,000 (about +5 bits over an average name), since relatives share a rare
+# surname and an address, and a rare spelling may be a one-off; postcodes are many, so theirs is
+# lower. Columns are match_input's normalised ones (the values the level compares).
+TERM_FREQUENCY_MINIMUM_U = {"first_name": 1e-4, "last_name": 1e-4, "postcode": 1e-5}
+
+
+def _tf(column: str) -> dict[str, Any]:
+    return {
+        "tf_adjustment_column": column,
+        "tf_adjustment_weight": 1.0,
+        "tf_minimum_u_value": TERM_FREQUENCY_MINIMUM_U[column],
+    }
+
+
 def comparisons() -> list[dict[str, Any]]:
     """Splink comparisons (levels with starting m/u that EM and random sampling refine)."""
     return [
@@ -189,7 +215,7 @@ def comparisons() -> list[dict[str, Any]]:
             "comparison_description": "first name: exact, nickname, swapped with last, fuzzy",
             "comparison_levels": [
                 _null("first_name_l is null or first_name_r is null"),
-                _level("first_name_l = first_name_r", "exact", 0.8, 0.03),
+                _level("first_name_l = first_name_r", "exact", 0.8, 0.03, **_tf("first_name")),
                 _level("list_has_any(first_names_l, first_names_r)", "nickname", 0.1, 0.005),
                 _level("first_name_l = last_name_r", "swapped with last name", 0.01, 0.0005),
                 _level("damerau_levenshtein(first_name_l, first_name_r) <= 1", "one edit", 0.04,
@@ -204,7 +230,7 @@ def comparisons() -> list[dict[str, Any]]:
             "comparison_description": "last name: exact, swapped with first, fuzzy",
             "comparison_levels": [
                 _null("last_name_l is null or last_name_r is null"),
-                _level("last_name_l = last_name_r", "exact", 0.88, 0.02),
+                _level("last_name_l = last_name_r", "exact", 0.88, 0.02, **_tf("last_name")),
                 _level("last_name_l = first_name_r", "swapped with first name", 0.01, 0.0005),
                 _level("jaro_winkler_similarity(last_name_l, last_name_r) >= 0.9",
                        "jaro-winkler >= 0.9", 0.08, 0.01),
@@ -246,7 +272,7 @@ def comparisons() -> list[dict[str, Any]]:
             "comparison_levels": [
                 _null("(postcode_l is null or postcode_r is null) "
                       "and (city_l is null or city_r is null)"),
-                _level("postcode_l = postcode_r", "same postcode", 0.9, 0.005),
+                _level("postcode_l = postcode_r", "same postcode", 0.9, 0.005, **_tf("postcode")),
                 _level("city_l = city_r and coalesce(state_l = state_r, true)",
                        "same city and state", 0.07, 0.1),
                 _level("state_l = state_r", "same state", 0.01, 0.1),
@@ -299,7 +325,12 @@ def settings_hash() -> str:
     payload = json.dumps(
         {
             "settings": settings_dict(),
-            "training": [TRAINING_BLOCKING_RULES, PRIOR_RULES, PRIOR_RULES_RECALL],
+            "training": [
+                TRAINING_BLOCKING_RULES,
+                PRIOR_RULES,
+                PRIOR_RULES_RECALL,
+                {"em_floor": _EM_FLOOR},
+            ],
             "nicknames": NICKNAMES,
             "streets": STREET_ABBREVIATIONS,
             "normalisation": NORMALISATION_VERSION,
@@ -450,20 +481,99 @@ def _check_identifier(name: str) -> None:
         raise ValueError(f"not a plain (schema.)table identifier: {name!r}")
 
 
-# EM can drive a level's m or u probability towards 0 (a level the matches never take); Splink
-# refuses values below 1e-300. Clamped here, such a level still carries a weight below -30.
-_MIN_PROBABILITY = 1e-10
+# Splink 5.0.0 workaround (remove when Splink bounds its own EM estimates). EM's M step sets a
+# level's m to its share of the session's expected matches. A level that only non-matches take
+# (e.g. blocked on birth date and last name: two people who differ in address and contact data)
+# keeps a share that shrinks by a large factor every iteration; as the same pairs sit in the else
+# level of several comparisons, their weights add up and the exponent grows several-fold per
+# iteration, so m falls below 1e-300, or to 0.0, within two or three iterations, and the setter's
+# check (comparison_level.py, M_U_CLAMP_MIN = 1e-300, splink PR #2851) raises ValueError from
+# inside EM. Even a level that converges first carries -150 bits or more (a veto whatever else
+# agrees), which the next session's E step inherits.
+# Splink has no hook for this, so while our EM sessions run, the M step's shares are floored at
+# _EM_FLOOR = 1e-6, the m (and u) Splink's EM itself uses for a level a session never observes: a
+# level observed only among non-matches is the same evidence (no match there), so it gets the
+# same value. One level then gives at most log2(u / 1e-6), about -20 bits for an else level (u
+# near 1), comparable to the strongest agreement (exact birth date, street, email: +13 to +15
+# bits) instead of overriding everything. The floor binds only where a session saw (next to) no
+# match at a level; the mass it adds (at most 1e-6 per level) comes off the comparison's largest
+# share.
+_EM_FLOOR = 1e-6
+_LAMBDA_RECORD = "_probability_two_random_records_match"
 
 
-def _clamped(model: dict[str, Any]) -> dict[str, Any]:
-    """The model with every m/u probability at least _MIN_PROBABILITY (in place, returned)."""
-    for comparison in model.get("comparisons", []):
-        for level in comparison.get("comparison_levels", []):
-            for key in ("m_probability", "u_probability"):
-                value = level.get(key)
-                if isinstance(value, int | float) and value < _MIN_PROBABILITY:
-                    level[key] = _MIN_PROBABILITY
-    return model
+def _floor_proportions(records: list[dict[str, Any]]) -> list[tuple[str, int, str]]:
+    """Raise every m and u share below _EM_FLOOR to it, taking the added mass off the largest
+    share of the same comparison (in place); return the (comparison, comparison vector value,
+    "m" or "u") raised. `records` are the rows Splink's M step reads (output_column_name,
+    comparison_vector_value, m_probability, u_probability)."""
+    raised: set[tuple[str, int, str]] = set()
+    by_comparison: dict[str, list[dict[str, Any]]] = {}
+    for record in records:
+        if record["output_column_name"] != _LAMBDA_RECORD:
+            by_comparison.setdefault(record["output_column_name"], []).append(record)
+    for name, rows in by_comparison.items():
+        for key in ("m_probability", "u_probability"):
+            shares = [r for r in rows if isinstance(r[key], float | int) and math.isfinite(r[key])]
+            added = 0.0
+            for row in shares:
+                if row[key] < _EM_FLOOR:
+                    added += _EM_FLOOR - row[key]
+                    row[key] = _EM_FLOOR
+                    raised.add((name, int(row["comparison_vector_value"]), key[0]))
+            if added:
+                largest = max(shares, key=lambda r: r[key])
+                largest[key] = max(largest[key] - added, _EM_FLOOR)
+    return sorted(raised)
+
+
+@contextlib.contextmanager
+def _em_probability_floor() -> Iterator[list[tuple[str, int, str]]]:
+    """While active, Splink's EM M step floors m and u shares (see _floor_proportions); yields a
+    list holding the levels the latest M step raised. Patches one function of the pinned Splink's
+    EM module, and fails loudly if that module no longer has the shape the patch relies on."""
+    from splink.internals import expectation_maximisation as em
+
+    original = getattr(em, "compute_proportions_for_new_parameters", None)
+    runner = getattr(em, "expectation_maximisation", None)
+    if (
+        original is None
+        or runner is None
+        or getattr(original, "_microseg_em_floor", False)  # already patched (nested use)
+        or list(inspect.signature(original).parameters) != ["df_params"]
+        # EM must look the function up in its module at call time for the patch to take
+        or "compute_proportions_for_new_parameters" not in runner.__code__.co_names
+    ):
+        raise RuntimeError(
+            "splink.internals.expectation_maximisation is not what the EM floor in "
+            "ml/matching.py patches (Splink 5.0.0): revisit that workaround for this Splink"
+        )
+    raised: list[tuple[str, int, str]] = []
+
+    def floored(df_params):
+        records = original(df_params)
+        raised[:] = _floor_proportions(records)
+        return records
+
+    floored._microseg_em_floor = True
+    em.compute_proportions_for_new_parameters = floored
+    try:
+        yield raised
+    finally:
+        em.compute_proportions_for_new_parameters = original
+
+
+def _level_labels() -> dict[tuple[str, int], str]:
+    """Label of each (comparison, comparison vector value); Splink numbers the non-null levels
+    from the number of levels minus one down to 0 (the else level)."""
+    labels = {}
+    for comparison in comparisons():
+        levels = [lv for lv in comparison["comparison_levels"] if not lv.get("is_null_level")]
+        for i, level in enumerate(levels):
+            labels[(comparison["output_column_name"], len(levels) - 1 - i)] = level[
+                "label_for_charts"
+            ]
+    return labels
 
 
 def _linker(con: duckdb.DuckDBPyConnection, model: dict[str, Any], scratch_schema: str):
@@ -472,7 +582,7 @@ def _linker(con: duckdb.DuckDBPyConnection, model: dict[str, Any], scratch_schem
     db_api = DuckDBAPI(connection=con, output_schema=scratch_schema)
     # unqualified: Splink reads columns by table name; output_schema made the scratch one default
     frame = db_api.register("match_input", dataset_display_name="crm_records")
-    return Linker(frame, _clamped(model), log_level=None)
+    return Linker(frame, model, log_level=None)
 
 
 def train_model(
@@ -494,60 +604,33 @@ def train_model(
     )
     training.estimate_u_using_random_sampling(max_pairs=max_pairs_u, seed=seed)
     metrics["u_seconds"] = round(time.perf_counter() - started, 2)
+    labels = _level_labels()
     for rule in TRAINING_BLOCKING_RULES:
         t0 = time.perf_counter()
-        before = linker.misc.save_model_to_json()
-        try:
+        with _em_probability_floor() as raised:
             session = training.estimate_parameters_using_expectation_maximisation(
                 rule, estimate_without_term_frequencies=True, max_pairs=em_max_pairs
             )
-        except ValueError as exc:
-            # Splink 5.0 rejects an m/u estimate its own EM step drove below 1e-300 (a level
-            # the matches in this block never take). A failed session leaves the linker's
-            # comparisons half-switched: go back to the model as it was, keep the others.
-            if "below the minimum allowed" not in str(exc):
-                raise
-            before.pop("linker_uid", None)
-            linker = _linker(con, before, scratch_schema)
-            training = linker.training
-            metrics["em_sessions"].append({"blocking_rule": rule, "status": "underflow"})
-            continue
         history = getattr(session, "_lambda_history_records", None) or []
         metrics["em_sessions"].append(
             {
                 "blocking_rule": rule,
                 "iterations": len(history),
+                # m shares at the floor after the last iteration: no pair at that level looked
+                # like a match (u is fixed from random sampling, its floor is moot)
+                "levels_at_floor": [
+                    f"{c}: {labels.get((c, v), v)}" for c, v, kind in raised if kind == "m"
+                ],
                 "seconds": round(time.perf_counter() - t0, 2),
             }
         )
+    # A level no session could estimate keeps its starting m (Splink keeps the value it was given)
     model = linker.misc.save_model_to_json()
-    metrics["levels_at_starting_values"] = _fill_untrained_levels(model)
     metrics["probability_two_random_records_match"] = model.get(
         "probability_two_random_records_match"
     )
     _drop_splink_tables(con, scratch_schema)
     return model, metrics
-
-
-def _fill_untrained_levels(model: dict[str, Any]) -> int:
-    """Give every level EM left without an m (or u) its documented starting value; returns how
-    many levels were filled. A comparison without probabilities would drop out of scoring."""
-    start = {
-        (c["output_column_name"], i): level
-        for c in settings_dict()["comparisons"]
-        for i, level in enumerate(c["comparison_levels"])
-    }
-    filled = 0
-    for comparison in model.get("comparisons", []):
-        for i, level in enumerate(comparison.get("comparison_levels", [])):
-            if level.get("is_null_level"):
-                continue
-            default = start.get((comparison["output_column_name"], i), {})
-            for key in ("m_probability", "u_probability"):
-                if not isinstance(level.get(key), int | float) and key in default:
-                    level[key] = default[key]
-                    filled += 1
-    return filled
 
 
 def _drop_splink_tables(con: duckdb.DuckDBPyConnection, scratch_schema: str) -> None:
@@ -700,7 +783,22 @@ def _write_edges(
     agreeing = " || ".join(
         f"case when mw_{c} > 0 then '{c},' else '' end" for c in COMPARISON_COLUMNS
     )
-    weights = ", ".join(f"mw_{c}" for c in COMPARISON_COLUMNS)
+    # A comparison's weight as scored: its level's weight (which names the level) plus the
+    # term-frequency adjustment Splink adds for the value, so the mw_* and the prior sum to
+    # match_weight.
+    schema, _, table = predictions_table.rpartition(".")
+    columns = {
+        row[0]
+        for row in con.execute(
+            "select column_name from information_schema.columns "
+            "where table_schema = ? and table_name = ?",
+            [schema, table],
+        ).fetchall()
+    }
+    weights = ", ".join(
+        f"mw_{c} + coalesce(mw_tf_adj_{c}, 0)" if f"mw_tf_adj_{c}" in columns else f"mw_{c}"
+        for c in COMPARISON_COLUMNS
+    )
     create_edges_table(con)
     con.execute(
         f"""
@@ -769,7 +867,8 @@ def match_records(
                     con, seed=seed, max_pairs_u=max_pairs_u, scratch_schema=scratch_schema
                 )
             except ValueError as exc:
-                # Splink 5.0's EM can drive an m/u estimate below the 1e-300 it then rejects.
+                # Splink 5.0 rejects an m/u estimate below 1e-300; the EM floor prevents the one
+                # way we know EM gets there, but should another, this run still completes.
                 if "below the minimum allowed" not in str(exc):
                     raise
                 # An untrainable model warns, it does not fail the run (data contract): this
@@ -785,7 +884,6 @@ def match_records(
             # asset's metadata), and named by settings and trained parameters, not the clock:
             # the same data trains the same model, and a resumed run records the same row.
             model.pop("linker_uid", None)
-            _clamped(model)
             fitted = hashlib.sha1(json.dumps(model, sort_keys=True, default=str).encode())
             result.model_version = f"{wanted[:12]}.{fitted.hexdigest()[:8]}"
             result.trained = True
@@ -1034,8 +1132,9 @@ def splink_only_identity_map(
     source_table: str = SOURCE_TABLE,
     scratch_schema: str = "splink_only_scratch",
 ) -> dict[str, Any]:
-    """Baseline for comparison: Splink alone (trained the same way, no exact identifiers, no
-    guards, no conflict rule) with its own clustering at `threshold`. Writes `output_table`
+    """Baseline for comparison: Splink alone (the same settings, term-frequency adjustments
+    included, trained the same way; no exact identifiers, no guards, no conflict rule) with its own
+    clustering at `threshold`. Writes `output_table`
     (source_system, source_key, person_id) over the CRM records; returns timings."""
     _check_identifier(output_table)
     timings: dict[str, float] = {}

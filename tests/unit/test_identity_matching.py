@@ -3,7 +3,8 @@ on hand-made inputs."""
 
 from __future__ import annotations
 
-from datetime import date
+import math
+from datetime import date, timedelta
 from pathlib import Path
 
 import duckdb
@@ -179,15 +180,162 @@ def test_evaluation_without_ground_truth_records_nothing(tmp_path: Path):
     assert identity_eval.latest_evaluation(con) is None
 
 
-def test_levels_em_left_untrained_get_their_starting_values():
-    from ml.matching import _fill_untrained_levels, settings_dict
+FIRST_NAMES = ("anna", "ben", "carl", "dora", "emil", "fay", "gus", "hana", "ivan", "jill", "kurt")
+LAST_NAMES = ("abbot", "baker", "cole", "dunn", "eady", "frost", "grant", "hale", "ivers", "jones")
+STREETS = ("oak st", "elm ave", "pine rd", "main st", "hill ln", "lake dr")
 
-    model = settings_dict()
-    first = model["comparisons"][0]["comparison_levels"]
-    first[1]["m_probability"] = "level not observed"
-    first[2].pop("u_probability")
-    assert _fill_untrained_levels(model) == 2
-    start = settings_dict()["comparisons"][0]["comparison_levels"]
-    assert first[1]["m_probability"] == start[1]["m_probability"]
-    assert first[2]["u_probability"] == start[2]["u_probability"]
-    assert _fill_untrained_levels(model) == 0
+
+def _person(i: int, first=None, last=None, dob=None) -> tuple:
+    return (
+        first or FIRST_NAMES[i % 11], last or LAST_NAMES[(i // 11) % 10],
+        dob or date(1950, 1, 1) + timedelta(days=37 * i), f"{i + 1} {STREETS[i % 6]}",
+        f"P{i % 8}", f"city{i % 8}", f"s{i % 4}", f"u{i}@example.com", f"+1212555{i:04d}",
+    )  # fmt: skip
+
+
+def _underflow_records(con, persons: int = 100, namesakes: int = 2) -> None:
+    """Records on which Splink 5.0.0's EM drives m to 0: `persons` people with two identical
+    records each, plus `namesakes` pairs of two people who share first name, last name and birth
+    date and nothing else. In the sessions blocked on birth date, those pairs alone take the low
+    levels of street (else), locality (same city), email and phone (fuzzy); EM calls them
+    non-matches, and those four m's shrink together, reaching 0.0 in the third session."""
+    people = [_person(i) for i in range(persons) for _ in range(2)]
+    people += [_person(persons + 1000 + j, *people[2 * j][:3]) for j in range(namesakes)]
+    _records(con, [(f"crm:crm:{n}", *person) for n, person in enumerate(people)])
+
+
+def _em_without_floor(con) -> None:
+    """Train as train_model does, without the floor (Splink 5.0.0 as shipped)."""
+    linker = matching._linker(con, matching.settings_dict(), matching.SCRATCH_SCHEMA)
+    linker.training.estimate_probability_two_random_records_match(
+        list(matching.PRIOR_RULES), recall=matching.PRIOR_RULES_RECALL
+    )
+    linker.training.estimate_u_using_random_sampling(max_pairs=5e6, seed=42)
+    for rule in matching.TRAINING_BLOCKING_RULES:
+        linker.training.estimate_parameters_using_expectation_maximisation(
+            rule, estimate_without_term_frequencies=True, max_pairs=2e6
+        )
+
+
+def test_the_crafted_records_still_make_splink_em_underflow(con):
+    # The regression test below is only meaningful while Splink's own EM fails on these
+    # records. If this fails after a Splink upgrade, Splink bounds EM itself: drop the workaround.
+    _underflow_records(con)
+    matching.prepare_input(con)
+    with pytest.raises(ValueError, match="below the minimum allowed"):
+        _em_without_floor(con)
+
+
+def test_em_training_completes_where_splink_underflows(con):
+    _underflow_records(con)
+    matching.prepare_input(con)
+    model, metrics = matching.train_model(con, seed=42)
+    sessions = metrics["em_sessions"]
+    assert [s["blocking_rule"] for s in sessions] == list(matching.TRAINING_BLOCKING_RULES)
+    assert all("status" not in s and s["iterations"] >= 1 for s in sessions)  # none skipped
+    # the levels only the namesake pairs take sit at the floor instead of at 0
+    assert "street_address: else" in sessions[2]["levels_at_floor"]
+    for comparison in model["comparisons"]:
+        for level in comparison["comparison_levels"]:
+            if level.get("is_null_level"):
+                continue
+            for key in ("m_probability", "u_probability"):
+                value = level[key]
+                assert isinstance(value, float) and math.isfinite(value), (level, key)
+                assert matching._EM_FLOOR <= value <= 1.0, (comparison["output_column_name"], level)
+
+
+def test_floor_raises_small_shares_and_keeps_each_comparison_a_distribution():
+    records = [
+        {"output_column_name": "dob", "comparison_vector_value": 2, "m_probability": 0.999,
+         "u_probability": 0.2},
+        {"output_column_name": "dob", "comparison_vector_value": 1, "m_probability": 1e-200,
+         "u_probability": 0.3},
+        {"output_column_name": "dob", "comparison_vector_value": 0, "m_probability": 0.0,
+         "u_probability": 0.5},
+        {"output_column_name": "_probability_two_random_records_match",
+         "comparison_vector_value": 0, "m_probability": 1e-9, "u_probability": 1.0},
+    ]  # fmt: skip
+    assert matching._floor_proportions(records) == [("dob", 0, "m"), ("dob", 1, "m")]
+    m = [r["m_probability"] for r in records[:3]]
+    assert m[1] == m[2] == matching._EM_FLOOR
+    assert m[0] == pytest.approx(0.999 - 2 * matching._EM_FLOOR, abs=1e-15)
+    assert [r["u_probability"] for r in records[:3]] == [0.2, 0.3, 0.5]
+    assert records[3]["m_probability"] == 1e-9  # the session's lambda is not a share
+
+
+def test_em_floor_patches_only_inside_and_refuses_a_changed_splink(monkeypatch):
+    from splink.internals import expectation_maximisation as em
+
+    shipped = em.compute_proportions_for_new_parameters
+    with matching._em_probability_floor():
+        assert em.compute_proportions_for_new_parameters is not shipped
+        with pytest.raises(RuntimeError, match="revisit"), matching._em_probability_floor():
+            pass  # nested: would floor twice
+    assert em.compute_proportions_for_new_parameters is shipped
+    monkeypatch.setattr(em, "compute_proportions_for_new_parameters", lambda params, extra: [])
+    with pytest.raises(RuntimeError, match="revisit"), matching._em_probability_floor():
+        pass
+    monkeypatch.delattr(em, "compute_proportions_for_new_parameters")
+    with pytest.raises(RuntimeError, match="revisit"), matching._em_probability_floor():
+        pass
+
+
+def test_term_frequency_levels_use_normalised_match_input_columns(con):
+    _records(con, [("crm:crm:1", "Ann", "Lee", None, None, "ab1", None, None, None, None)])
+    matching.prepare_input(con)
+    columns = {
+        row[0]
+        for row in con.execute(
+            "select column_name from information_schema.columns where table_schema = ? "
+            "and table_name = 'match_input'",
+            [matching.SCRATCH_SCHEMA],
+        ).fetchall()
+    }
+    tf = {}
+    for comparison in matching.comparisons():
+        for level in comparison["comparison_levels"]:
+            if "tf_adjustment_column" in level:
+                tf[comparison["output_column_name"], level["label_for_charts"]] = level
+                assert level["tf_adjustment_column"] in columns
+                # an exact-match level on that very column (Splink takes its u as the base)
+                column = level["tf_adjustment_column"]
+                assert level["sql_condition"] == f"{column}_l = {column}_r"
+                assert 0 < level["tf_minimum_u_value"] < 0.01
+    assert set(tf) == {("first_name", "exact"), ("last_name", "exact"),
+                       ("locality", "same postcode")}  # fmt: skip
+
+
+def test_edges_keep_their_schema_and_weights_include_term_frequencies(con):
+    _underflow_records(con)
+    result = matching.match_records(con, threshold=0.5)
+    assert result.trained and result.edges >= 100
+    assert all("status" not in session for session in result.training["em_sessions"])
+    described = con.execute(f"describe {matching.EDGES_TABLE}").fetchall()
+    assert [row[0] for row in described] == [
+        "left_record_node", "right_record_node", "match_probability", "match_weight",
+        *(f"mw_{c}" for c in matching.COMPARISON_COLUMNS),
+        "evidence", "agreeing_fields", "blocking_rule", "is_conflict", "model_version",
+    ]  # fmt: skip
+    model = matching.load_stored_model(con, matching.settings_hash())[1]
+    prior = model["probability_two_random_records_match"]
+    weights = " + ".join(f"coalesce(mw_{c}, 0)" for c in matching.COMPARISON_COLUMNS)
+    rows = con.execute(
+        f"select match_weight, {weights}, json_extract_string(evidence, '$.last_name') "
+        f"from {matching.EDGES_TABLE}"
+    ).fetchall()
+    for match_weight, summed, last_name_level in rows:
+        # per-comparison weights (with their term-frequency adjustments) add up to the total
+        assert match_weight == pytest.approx(summed + math.log2(prior / (1 - prior)), abs=1e-6)
+        assert last_name_level in ("exact", "null", "else", "jaro-winkler >= 0.9")
+    # names of different frequency: the same exact level scores differently per value
+    assert len({round(row[1], 6) for row in rows}) > 1
+
+
+def test_settings_hash_covers_term_frequencies_and_the_em_floor(monkeypatch):
+    current = matching.settings_hash()
+    monkeypatch.setitem(matching.TERM_FREQUENCY_MINIMUM_U, "last_name", 1e-3)
+    assert matching.settings_hash() != current  # a stored model is retrained
+    monkeypatch.undo()
+    monkeypatch.setattr(matching, "_EM_FLOOR", 1e-7)
+    assert matching.settings_hash() != current
