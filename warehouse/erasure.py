@@ -24,7 +24,13 @@ from warehouse import audit
 from warehouse.connection import hmac_sql
 
 # Columns that name a person or one of their graph nodes, wherever a table carries them.
-_PERSON_COLUMNS = ("person_id", "old_person_id", "new_person_id")
+_PERSON_COLUMNS = (
+    "person_id",
+    "old_person_id",
+    "new_person_id",
+    "source_person_id",
+    "target_person_id",
+)
 _NODE_COLUMNS = (
     "record_node",
     "node_id",
@@ -32,6 +38,8 @@ _NODE_COLUMNS = (
     "subject_node",
     "left_node",
     "right_node",
+    "source_node",
+    "target_node",
 )
 _SCRUBBED_SCHEMAS = ("staging", "intermediate", "marts", "ml")
 

@@ -125,6 +125,8 @@ def test_person_is_gone_from_every_table(erased):
         try:
             assert _mentions(con, erased["email"]) == [], db
             assert _mentions(con, erased["person_id"]) == [], db
+            # their CRM record's graph node (crm:<system>:<id>): edges, cuts, lineage
+            assert _mentions(con, erased["subject"]["crm_customer_id"]) == [], db
             phone_digits = "".join(ch for ch in erased["subject"]["phone"] if ch.isdigit())[-7:]
             hits = _mentions(con, phone_digits)
             assert not [h for h in hits if "phone" in h], (db, hits)

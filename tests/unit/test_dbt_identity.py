@@ -144,6 +144,9 @@ WEB_ROWS = [
     {"event_id": "e3", "anonymous_id": "anon-2", "event_type": "page_view"},
     {"event_id": "e4", "anonymous_id": "anon-3", "event_type": "signup",
      "email": "family@mail.com"},
+    # one device (a single record) seen with six emails under one user id
+    *[{"event_id": f"em{i}", "anonymous_id": "anon-m", "event_type": "login",
+       "user_id": "u-multi", "email": f"m{i}@multi.com"} for i in range(1, 7)],
 ]  # fmt: skip
 
 
@@ -397,7 +400,7 @@ def test_identity_map_grain(warehouse):
     ).fetchall()
     assert counts == [
         ("crm", 25, 25, 25), ("crm_eu", 1, 1, 1), ("crm_us", 2, 2, 2),
-        ("pos", 12, 12, 10), ("web", 3, 3, 3),
+        ("pos", 12, 12, 10), ("web", 4, 4, 4),
     ]  # fmt: skip
     orphans = warehouse.execute(
         "select count(*) from marts.identity_map as m"
@@ -474,6 +477,17 @@ def test_shared_shop_card_does_not_chain_strangers(warehouse):
         " where identifier_type = 'card' and record_node like 'pos:S%'"
     ).fetchall()
     assert reasons == [("too_many_values",)]
+
+
+def test_identifier_on_one_record_with_many_values_of_a_type_does_not_link(warehouse):
+    # the values-per-type guard counts the values on a single record too: a user id on one
+    # device that carries six emails is kept out, the emails still link the device
+    links = warehouse.execute(
+        "select identifier_type, count(*), min(exclusion_reason), max(exclusion_reason)"
+        " from intermediate.int_identity_links_collected where record_node = 'web:anon-m'"
+        " group by all order by 1"
+    ).fetchall()
+    assert links == [("email", 6, None, None), ("user", 1, "too_many_values", "too_many_values")]
 
 
 def test_overrides_always_and_never_merge(warehouse):

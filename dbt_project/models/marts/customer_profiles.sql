@@ -32,27 +32,19 @@ consent_events as (
 
 persons as (
 
+    -- node counts and activity in one pass: every person holds at least one record
     select
         nodes.person_id,
         count(case when nodes.node_type = 'crm' then 1 end) as n_crm_records,
         count(case when nodes.node_type = 'pos' then 1 end) as n_pos_transactions,
         count(case when nodes.node_type = 'web' then 1 end) as n_web_devices,
         count(case when nodes.node_type in ('crm', 'email', 'phone', 'card') then 1 end) > 0
-            as is_known
-    from nodes
-    group by nodes.person_id
-
-),
-
-activity as (
-
-    select
-        nodes.person_id,
+            as is_known,
         min(records.first_seen_at) as first_seen_at,
         max(records.last_seen_at) as last_seen_at
-    from records
-    inner join nodes
-        on records.record_node = nodes.node_id
+    from nodes
+    left join records
+        on nodes.node_id = records.record_node
     group by nodes.person_id
 
 ),
@@ -60,10 +52,11 @@ activity as (
 person_crm_records as (
 
     -- survivorship inputs: recency (latest updated_at, then created_at, then the record node),
-    -- source priority, and how often each person's records repeat a value
+    -- source priority, and how often each person's records repeat a value; the windows run on
+    -- these narrow rows, the attributes are joined after
     select
         nodes.person_id,
-        crm_customers.*,
+        crm_customers.record_node,
         row_number() over (
             partition by nodes.person_id
             order by
@@ -96,6 +89,21 @@ ranked_records as (
 
     select
         person_crm_records.*,
+        crm_customers.first_name,
+        crm_customers.last_name,
+        crm_customers.email,
+        crm_customers.phone_e164,
+        crm_customers.email_key,
+        crm_customers.phone_key,
+        crm_customers.street_address,
+        crm_customers.city,
+        crm_customers.postcode,
+        crm_customers.state,
+        crm_customers.country,
+        crm_customers.date_of_birth,
+        crm_customers.gender,
+        crm_customers.household_income,
+        crm_customers.occupation,
         -- contact data: the preferred source first, then the most recent record
         person_crm_records.source_priority * 1000000 + person_crm_records.recency_order
             as contact_order,
@@ -103,6 +111,8 @@ ranked_records as (
         case when person_crm_records.has_address then person_crm_records.recency_order end
             as address_order
     from person_crm_records
+    inner join crm_customers
+        on person_crm_records.record_node = crm_customers.record_node
 
 ),
 
@@ -135,24 +145,19 @@ golden_attributes as (
 
 latest_consent_events as (
 
-    -- the latest event per identity node and purpose, up to the end of the as_of day
+    -- the latest event (by event_at, then consent_event_id) per identity node and purpose, up to
+    -- the end of the as_of day; no filter on subject_node (DuckDB would push it into the staging
+    -- view and compute every subject node twice): the join to subjects drops the null ones
     select
-        ranked.subject_node,
-        ranked.purpose,
-        ranked.status
-    from (
-        select
-            consent_events.*,
-            row_number() over (
-                partition by consent_events.subject_node, consent_events.purpose
-                order by consent_events.event_at desc, consent_events.consent_event_id desc
-            ) as recency_rank
-        from consent_events
-        where
-            consent_events.event_at < {{ as_of_end() }}
-            and consent_events.subject_node is not null
-    ) as ranked
-    where ranked.recency_rank = 1
+        consent_events.subject_node,
+        consent_events.purpose,
+        arg_max_null(
+            consent_events.status,
+            struct_pack(event_at := consent_events.event_at, id := consent_events.consent_event_id)
+        ) as status
+    from consent_events
+    where consent_events.event_at < {{ as_of_end() }}
+    group by consent_events.subject_node, consent_events.purpose
 
 ),
 
@@ -207,8 +212,8 @@ final as (
         persons.n_crm_records,
         persons.n_pos_transactions,
         persons.n_web_devices,
-        activity.first_seen_at,
-        activity.last_seen_at,
+        persons.first_seen_at,
+        persons.last_seen_at,
         persons.is_known,
         coalesce(person_consents.consent_analytics, false) as consent_analytics,
         coalesce(person_consents.consent_personalization, false) as consent_personalization,
@@ -218,8 +223,6 @@ final as (
     from persons
     left join golden_attributes
         on persons.person_id = golden_attributes.person_id
-    left join activity
-        on persons.person_id = activity.person_id
     left join person_consents
         on persons.person_id = person_consents.person_id
 

@@ -13,19 +13,17 @@ def model(dbt, session):
     edges = dbt.ref("int_identity_edges_weighted")
     cuts = dbt.ref("int_identity_edges_cut")
 
-    source_nodes = nodes.set_alias("source_nodes")
-    target_nodes = nodes.set_alias("target_nodes")
+    # the edges carry their node indexes (null when an end is no graph node)
     kept = (
-        edges.set_alias("edges")
+        edges.filter("source_index is not null and target_index is not null")
+        .set_alias("edges")
         .join(
             cuts.set_alias("cuts"),
             "edges.source_node = cuts.source_node and edges.target_node = cuts.target_node "
             "and edges.edge_type = cuts.edge_type",
             how="anti",
         )
-        .join(source_nodes, "edges.source_node = source_nodes.node_id")
-        .join(target_nodes, "edges.target_node = target_nodes.node_id")
-        .select("source_nodes.node_index as source_index, target_nodes.node_index as target_index")
+        .select("edges.source_index, edges.target_index")
     )
     arrays = kept.fetchnumpy()
     source = np.asarray(arrays["source_index"], dtype=np.int32)

@@ -1,6 +1,7 @@
 -- Every edge of the identity graph with a weight (log2 odds, like Splink's match weight): record
 -- -> identifier links, probabilistic record <-> record matches, and always-merge overrides.
--- Clustering keeps the strongest edges when it must cut.
+-- Clustering keeps the strongest edges when it must cut. Each end carries its node index (null
+-- when it is no graph node), read by the graph steps as integers.
 with
 
 links as (
@@ -24,6 +25,12 @@ match_edges as (
 overrides as (
 
     select * from {{ ref('int_identity_overrides_resolved') }}
+
+),
+
+nodes as (
+
+    select * from {{ ref('int_identity_nodes_indexed') }}
 
 ),
 
@@ -74,13 +81,27 @@ override_edges as (
 
 ),
 
-final as (
+all_edges as (
 
     select * from identifier_edges
     union all
     select * from probabilistic_edges
     union all
     select * from override_edges
+
+),
+
+final as (
+
+    select
+        all_edges.*,
+        source_nodes.node_index as source_index,
+        target_nodes.node_index as target_index
+    from all_edges
+    left join nodes as source_nodes
+        on all_edges.source_node = source_nodes.node_id
+    left join nodes as target_nodes
+        on all_edges.target_node = target_nodes.node_id
 
 )
 

@@ -7,15 +7,9 @@ crm_customers as (
 
 ),
 
-pos_lines as (
+record_keys as (
 
-    select * from {{ ref('stg_pos__transaction_lines') }}
-
-),
-
-web_events as (
-
-    select * from {{ ref('stg_web__events') }}
+    select * from {{ ref('int_identity_record_keys') }}
 
 ),
 
@@ -54,103 +48,61 @@ max_values_per_type as (
 
 ),
 
-crm_keys as (
+record_links as (
 
     select
-        crm_customers.record_node,
-        'crm' as record_type,
-        crm_customers.email_key,
-        crm_customers.phone_key,
-        crm_customers.loyalty_card_key,
-        crm_customers.web_user_key
-    from crm_customers
-
-),
-
-crm_links as (
-
-    select record_node, record_type, 'email' as identifier_type, email_key as identifier_key
-    from crm_keys
+        record_keys.record_node,
+        record_keys.record_type,
+        'email' as identifier_type,
+        record_keys.email_key as identifier_key
+    from record_keys
+    where record_keys.email_key is not null
     union all
-    select record_node, record_type, 'phone' as identifier_type, phone_key as identifier_key
-    from crm_keys
+    select
+        record_keys.record_node,
+        record_keys.record_type,
+        'phone' as identifier_type,
+        record_keys.phone_key as identifier_key
+    from record_keys
+    where record_keys.phone_key is not null
     union all
-    select record_node, record_type, 'card' as identifier_type, loyalty_card_key as identifier_key
-    from crm_keys
+    select
+        record_keys.record_node,
+        record_keys.record_type,
+        'card' as identifier_type,
+        record_keys.card_key as identifier_key
+    from record_keys
+    where record_keys.card_key is not null
     union all
-    select record_node, record_type, 'user' as identifier_type, web_user_key as identifier_key
-    from crm_keys
-
-),
-
-pos_transactions as (
-
-    select distinct
-        'pos:' || pos_lines.transaction_id as record_node,
-        'pos' as record_type,
-        pos_lines.loyalty_card_key,
-        pos_lines.receipt_email_key,
-        pos_lines.payment_card_key
-    from pos_lines
-    where
-        pos_lines.loyalty_card_key is not null
-        or pos_lines.receipt_email_key is not null
-        or pos_lines.payment_card_key is not null
-
-),
-
-pos_links as (
-
-    select record_node, record_type, 'card' as identifier_type, loyalty_card_key as identifier_key
-    from pos_transactions
+    select
+        record_keys.record_node,
+        record_keys.record_type,
+        'user' as identifier_type,
+        record_keys.user_key as identifier_key
+    from record_keys
+    where record_keys.user_key is not null
     union all
-    select record_node, record_type, 'email' as identifier_type, receipt_email_key as identifier_key
-    from pos_transactions
-    union all
-    select record_node, record_type, 'pay' as identifier_type, payment_card_key as identifier_key
-    from pos_transactions
-
-),
-
-web_identified as (
-
-    select distinct
-        'web:' || web_events.anonymous_id as record_node,
-        'web' as record_type,
-        web_events.user_id_key,
-        web_events.email_key
-    from web_events
-    where web_events.user_id_key is not null or web_events.email_key is not null
-
-),
-
-web_links as (
-
-    select record_node, record_type, 'user' as identifier_type, user_id_key as identifier_key
-    from web_identified
-    union all
-    select record_node, record_type, 'email' as identifier_type, email_key as identifier_key
-    from web_identified
+    select
+        record_keys.record_node,
+        record_keys.record_type,
+        'pay' as identifier_type,
+        record_keys.pay_key as identifier_key
+    from record_keys
+    where record_keys.pay_key is not null
 
 ),
 
 candidate_links as (
 
     select distinct
-        all_links.record_node,
-        all_links.record_type,
-        all_links.identifier_type,
-        all_links.identifier_type || ':' || all_links.identifier_key as identifier_node
-    from (
-        select * from crm_links
-        union all
-        select * from pos_links
-        union all
-        select * from web_links
-    ) as all_links
+        record_links.record_node,
+        record_links.record_type,
+        record_links.identifier_type,
+        record_links.identifier_type || ':' || record_links.identifier_key as identifier_node
+    from record_links
     left join junk_keys
-        on all_links.identifier_key = junk_keys.junk_key
-    where all_links.identifier_key is not null and junk_keys.junk_key is null
+        on record_links.identifier_key = junk_keys.junk_key
+    where junk_keys.junk_key is null
 
 ),
 
@@ -184,8 +136,9 @@ shared_by_different_people as (
     select distinct left_record.identifier_node
     from comparable_links as left_record
     inner join comparable_links as right_record
-        on left_record.identifier_node = right_record.identifier_node
-        and left_record.record_node < right_record.record_node
+        on
+            left_record.identifier_node = right_record.identifier_node
+            and left_record.record_node < right_record.record_node
     where
         left_record.first_name_normalised <> right_record.first_name_normalised
         and jaro_winkler_similarity(
@@ -195,14 +148,65 @@ shared_by_different_people as (
 
 ),
 
+identifier_records as (
+
+    -- how many records carry each identifier, and how many of them are CRM records or web devices
+    select
+        candidate_links.identifier_node,
+        count(*) as n_records,
+        count(case when candidate_links.record_type in ('crm', 'web') then 1 end)
+            as n_person_records
+    from candidate_links
+    group by candidate_links.identifier_node
+
+),
+
 hub_identifiers as (
 
     -- an identifier on more CRM records or web devices than one person has is not personal
+    select identifier_records.identifier_node
+    from identifier_records
+    where
+        identifier_records.n_person_records
+        > {{ var('identity_max_records_per_identifier', 20) }}
+
+),
+
+multi_valued_records as (
+
+    -- records carrying more than one value of an identifier type (a POS transaction whose lines
+    -- name two cards, a shared device): more links than identifier types
+    select candidate_links.record_node
+    from candidate_links
+    group by candidate_links.record_node
+    having
+        count(*) > bit_count(bit_or(
+            case candidate_links.identifier_type
+                when 'email' then 1
+                when 'phone' then 2
+                when 'card' then 4
+                when 'user' then 8
+                when 'pay' then 16
+                else 32
+            end
+        ))
+
+),
+
+value_limit_candidates as (
+
+    -- each record carries one value of a type unless multi-valued, so only an identifier on more
+    -- records than the limit, or on a multi-valued record, can see more values of a type than
+    -- the limit: the others need no count
+    select identifier_records.identifier_node
+    from identifier_records
+    cross join max_values_per_type
+    where identifier_records.n_records > coalesce(max_values_per_type.n, 5)
+    union
     select candidate_links.identifier_node
     from candidate_links
-    where candidate_links.record_type in ('crm', 'web')
-    group by candidate_links.identifier_node
-    having count(*) > {{ var('identity_max_records_per_identifier', 20) }}
+    inner join multi_valued_records
+        on candidate_links.record_node = multi_valued_records.record_node
 
 ),
 
@@ -215,8 +219,13 @@ co_occurring_values as (
         count(distinct other_link.identifier_node) as n_values
     from candidate_links as this_link
     inner join candidate_links as other_link
-        on this_link.record_node = other_link.record_node
-        and this_link.identifier_type <> other_link.identifier_type
+        on
+            this_link.record_node = other_link.record_node
+            and this_link.identifier_type <> other_link.identifier_type
+    where
+        this_link.identifier_node in (
+            select value_limit_candidates.identifier_node from value_limit_candidates
+        )
     group by this_link.identifier_node, other_link.identifier_type
 
 ),
@@ -234,11 +243,31 @@ over_value_limit as (
 
 excluded_identifiers as (
 
-    select identifier_node, 'shared' as exclusion_reason from shared_by_different_people
+    select
+        shared_by_different_people.identifier_node,
+        'shared' as exclusion_reason
+    from shared_by_different_people
     union all
-    select identifier_node, 'hub' as exclusion_reason from hub_identifiers
+    select
+        hub_identifiers.identifier_node,
+        'hub' as exclusion_reason
+    from hub_identifiers
     union all
-    select identifier_node, 'too_many_values' as exclusion_reason from over_value_limit
+    select
+        over_value_limit.identifier_node,
+        'too_many_values' as exclusion_reason
+    from over_value_limit
+
+),
+
+exclusions as (
+
+    -- one reason per excluded identifier
+    select
+        excluded_identifiers.identifier_node,
+        min(excluded_identifiers.exclusion_reason) as exclusion_reason
+    from excluded_identifiers
+    group by excluded_identifiers.identifier_node
 
 ),
 
@@ -249,15 +278,11 @@ final as (
         candidate_links.record_type,
         candidate_links.identifier_node,
         candidate_links.identifier_type,
-        excluded.exclusion_reason,
-        excluded.exclusion_reason is null as is_linking
+        exclusions.exclusion_reason,
+        exclusions.exclusion_reason is null as is_linking
     from candidate_links
-    left join (
-        select identifier_node, min(exclusion_reason) as exclusion_reason
-        from excluded_identifiers
-        group by identifier_node
-    ) as excluded
-        on candidate_links.identifier_node = excluded.identifier_node
+    left join exclusions
+        on candidate_links.identifier_node = exclusions.identifier_node
 
 )
 
