@@ -25,6 +25,8 @@ import sys
 import time
 from pathlib import Path
 
+from bench import landing_dir
+
 REPO_ROOT = Path(__file__).resolve().parent.parent
 IDENTITY_SOURCES = ("crm", "pos", "web", "consent")
 STAGING_MODELS = "stg_crm__customers stg_pos__transaction_lines stg_web__events stg_consent__events"
@@ -123,10 +125,7 @@ def main(argv: list[str] | None = None) -> dict:
     args = parser.parse_args(argv)
 
     root = args.root
-    from synthetic import GENERATOR_VERSION
-
-    # one cache per generator version: a newer generator never reuses older data
-    landing = args.landing or root / f"landing-{args.customers}-{args.seed}-v{GENERATOR_VERSION}"
+    landing = args.landing or landing_dir(root, args.customers, args.seed)
     work = root / (f"run-{args.customers}" + ("-from-snapshot" if args.from_snapshot else ""))
     if work.exists():
         shutil.rmtree(work)

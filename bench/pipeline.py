@@ -22,6 +22,8 @@ import time
 from collections import defaultdict
 from pathlib import Path
 
+from bench import landing_dir
+
 REPO_ROOT = Path(__file__).resolve().parent.parent
 
 
@@ -34,9 +36,9 @@ def _peak_rss_mib() -> float:
 
 def landing_zone(root: Path, customers: int, days: int, seed: int) -> Path:
     """The cached landing zone for these parameters and this generator version."""
-    from synthetic import GENERATOR_VERSION, generate
+    from synthetic import generate
 
-    landing = root / f"landing-{customers}-{seed}-v{GENERATOR_VERSION}"
+    landing = landing_dir(root, customers, seed)
     if not (landing / "_truth" / "identity.csv").exists():
         t0 = time.perf_counter()
         generate(landing, customers=customers, days=days, seed=seed)
