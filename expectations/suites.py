@@ -140,10 +140,21 @@ NOT_A_COUNT = re.compile(r"share|rate|ratio|net")
 INTEGER_TYPES = frozenset(t for t in NUMERIC_TYPES if "INT" in t)
 
 
+# A feature that must have a value wherever its source has data for the person: a person with
+# purchases has a recency and an order value, a visitor has a days-since-last-visit.
+FEATURE_PRESENT_WHEN: dict[str, tuple[str, str, Any]] = {
+    "recency_days": ("frequency_365d", ">", 0),
+    "avg_order_value_365d": ("frequency_365d", ">", 0),
+    "days_since_last_visit": ("web_events_90d", ">", 0),
+}
+
+
 def _feature_rules(columns: Mapping[str, str], has_rows: bool) -> list[Rule]:
     """Rules for every numeric feature column (ML uses all numeric columns but the keys).
 
     Counts are integer window columns: money over a window (net of returns) may be negative.
+    Gates check quality, not presence: a feature null for every person (its source is absent or
+    has no rows yet) warns; a feature null where its source has data for the person is an error.
     """
     rules: list[Rule] = []
     for name, dtype in columns.items():
@@ -157,12 +168,15 @@ def _feature_rules(columns: Mapping[str, str], has_rows: bool) -> list[Rule]:
             and not NOT_A_COUNT.search(name)
         ):
             rules.append(between(name, 0))
+        condition = FEATURE_PRESENT_WHEN.get(name)
+        if condition is not None and condition[0] in columns:
+            rules.append(not_null(name, where=condition))
         if has_rows:
             rules.append(
                 Rule(
                     "ExpectColumnProportionOfNonNullValuesToBeBetween",
                     name,
-                    ERROR,
+                    WARN,
                     (("min_value", 0), ("strict_min", True)),
                 )
             )

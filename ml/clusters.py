@@ -53,14 +53,18 @@ def fit_clusters(x_sample: np.ndarray, features: list[str], seed: int = 42) -> C
     }
     candidates = [k for k in K_RANGE if n >= 3 * k]
     if not candidates or not features:
-        reason = "no numeric features" if not features else f"only {n} rows"
+        reason = (
+            "no numeric features"
+            if not features
+            else f"only {n} analytics-consented persons (need {3 * K_RANGE.start})"
+        )
         msg = f"clusters: {reason}; every person is put in cluster 0"
         return ClusterModel(
             None,
             None,
             1,
             np.zeros(1, dtype=np.int32),
-            {"status": "fallback_single_cluster", "k": 1, "rows": int(n)},
+            {"status": "skipped", "reason": reason, "k": 1, "rows": int(n)},
             [msg],
             params,
         )

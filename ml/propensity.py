@@ -46,8 +46,8 @@ def _classifier(seed: int) -> HistGradientBoostingClassifier:
 
 
 def _untrainable(features: list[str], reason: str, params: dict, **extra) -> PropensityModel:
-    metrics = {"status": "untrainable", "reason": reason, **extra}
-    warning = f"propensity: untrainable ({reason}); propensity_30d is NULL"
+    metrics = {"status": "skipped", "reason": reason, **extra}
+    warning = f"propensity: not trained ({reason}); propensity_30d is NULL"
     return PropensityModel(None, features, metrics, [warning], params)
 
 
@@ -79,6 +79,18 @@ def fit_propensity(
         f"count(distinct cutoff_date), max(cutoff_date) from {table} "
         f"where purchased_next_30d is not null and {where}"
     ).fetchall()[0]
+    if n_cutoffs == 0:
+        # the training model keeps only cutoffs on or after the first day of event data
+        model = _untrainable(
+            features,
+            "no event history before as_of minus 30 days (the latest training cutoff), "
+            "or no analytics-consented person",
+            params,
+            rows=0,
+            positives=0,
+        )
+        model.warnings = warnings + model.warnings
+        return model
     if n < MIN_ROWS or positives < MIN_POSITIVES or n - positives < MIN_POSITIVES:
         model = _untrainable(
             features,
@@ -115,6 +127,18 @@ def fit_propensity(
     )
     y = extra["label"].astype(np.int8)
     is_latest = extra["is_latest"].astype(bool)
+    # A feature whose source is absent (no web data, say) is null in every row: nothing to learn
+    # from, and the binning cannot take it. It is left out, and so it is when scoring.
+    empty = np.all(np.isnan(x), axis=0)
+    if empty.any():
+        dropped = [f for f, e in zip(features, empty, strict=True) if e]
+        warnings.append(f"propensity: features null in every training row, left out: {dropped}")
+        features = [f for f, e in zip(features, empty, strict=True) if not e]
+        x = x[:, ~empty]
+        if not features:
+            model = _untrainable(features, "every feature is null in the training rows", params)
+            model.warnings = warnings + model.warnings
+            return model
 
     if n_cutoffs >= 2:
         validation = "time: train on earlier cutoffs, validate on the latest"
@@ -133,6 +157,7 @@ def fit_propensity(
         "training_rows_used": int(len(y)),
         "subsampled": fraction < 1.0,
         "n_cutoffs": int(n_cutoffs),
+        "features_left_out": [f for f in score_features if f not in features],
     }
     y_tr, y_val = y[train_mask], y[val_mask]
     if len(np.unique(y_tr)) < 2 or len(np.unique(y_val)) < 2:

@@ -21,6 +21,7 @@ def _cmd_generate(args: argparse.Namespace) -> int:
         days=args.days,
         end_date=args.end_date,
         seed=args.seed,
+        sources=args.sources.split(",") if args.sources else None,
     )
     print(
         f"wrote a landing zone to {Path(args.out).resolve()} in {time.monotonic() - started:.1f}s"
@@ -66,6 +67,11 @@ def main(argv: list[str] | None = None) -> int:
     gen.add_argument("--days", type=int, default=180)
     gen.add_argument("--end-date", default="2026-06-30")
     gen.add_argument("--seed", type=int, default=42)
+    gen.add_argument(
+        "--sources",
+        help="comma-separated source folders to keep (default all: "
+        "crm,pos,web,consent,privacy,campaigns), e.g. --sources crm for a CRM-only zone",
+    )
     gen.set_defaults(func=_cmd_generate)
 
     run = sub.add_parser("run", help="materialise every asset, gated, then publish the snapshot")

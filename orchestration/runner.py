@@ -12,6 +12,7 @@ import dagster as dg
 import duckdb
 
 from orchestration.settings import Settings
+from warehouse.sources import SOURCES
 
 EXIT_OK, EXIT_GATE_FAILED, EXIT_CANNOT_RUN = 0, 1, 2
 PID_TAG = "microseg/pid"
@@ -130,6 +131,13 @@ def _summary(settings: Settings) -> list[str]:
                 f"  {source:<10} files {loaded} loaded, {rejected} rejected; "
                 f"rows {rows_loaded:,} loaded, {rows_q:,} quarantined"
             )
+        landed = {row[0] for row in rows}
+        for source in SOURCES:
+            if source not in landed:
+                lines.append(
+                    f"  {source:<10} no files landed: "
+                    f"{ABSENT_SOURCE_EFFECT.get(source, 'its tables are empty')}"
+                )
         for path, message in con.execute(
             """
             select path, message from raw.load_ledger
@@ -143,6 +151,7 @@ def _summary(settings: Settings) -> list[str]:
             "select count(*), count(*) filter (where is_known) from marts.customer_profiles"
         ).fetchone()
         lines.append(f"persons: {persons:,} ({known:,} known)")
+        lines += _model_lines(con)
         segs = con.execute(
             "select segment_id, purpose, members, excluded_no_consent "
             "from marts.segment_summary order by segment_id"
@@ -157,6 +166,36 @@ def _summary(settings: Settings) -> list[str]:
         lines.append(f"(summary incomplete: {exc})")
     finally:
         con.close()
+    return lines
+
+
+# What a run without that source cannot say (the contract: an absent source is fine).
+ABSENT_SOURCE_EFFECT = {
+    "crm": "no CRM profiles; persons come from POS and web identifiers only",
+    "pos": "no in-store purchases; purchase features count web orders only",
+    "web": "no clickstream; visit, session and device features are empty",
+    "consent": "no consent events, so nobody has consent for any purpose (opt-in): "
+    "no scores, segment members or exports",
+    "privacy": "no data-subject requests",
+    "campaigns": "no campaign results; campaign_performance is empty",
+}
+
+
+def _model_lines(con: duckdb.DuckDBPyConnection) -> list[str]:
+    """The latest run of each model: trained, or skipped/fallback with the reason."""
+    rows = con.execute(
+        """
+        select model_name,
+               coalesce(json_extract_string(metrics, '$.status'), 'trained'),
+               json_extract_string(metrics, '$.reason')
+        from ml.model_runs
+        qualify row_number() over (partition by model_name order by trained_at desc) = 1
+        order by model_name
+        """
+    ).fetchall()
+    lines = ["models:"] if rows else []
+    for name, status, reason in rows:
+        lines.append(f"  {name:<28} {status}" + (f": {reason}" if reason else ""))
     return lines
 
 

@@ -35,8 +35,13 @@ def generate(
     days: int = 180,
     end_date: str | date = "2026-06-30",
     seed: int = 42,
+    sources: list[str] | tuple[str, ...] | None = None,
 ) -> dict:
     """Write a landing zone for `customers` true persons over `days` days ending on `end_date`.
+
+    `sources` keeps only those source folders (default: all of `SOURCES`), as a company that
+    has, say, only a CRM would land them; the data of the kept sources does not change, and the
+    truth files list only the records and persons those sources hold.
 
     Output depends only on the arguments. Under `out/_truth/`: `identity.csv` (one row per CRM
     record, POS transaction and web device with its `true_person_id`), `persons.csv` and
@@ -51,6 +56,10 @@ def generate(
     """
     if customers < 1 or days < 1:
         raise ValueError("customers and days must be at least 1")
+    kept = list(SOURCES) if sources is None else list(dict.fromkeys(sources))
+    unknown = sorted(set(kept) - set(SOURCES))
+    if unknown:
+        raise ValueError(f"unknown sources {unknown}; choose from {SOURCES}")
     end = date.fromisoformat(end_date) if isinstance(end_date, str) else end_date
     start = end.toordinal() - days + 1
     start_s = int(datetime.fromordinal(start).replace(tzinfo=timezone.utc).timestamp())
@@ -120,34 +129,50 @@ def generate(
     write_privacy(pop, crm_keys, crm_sorted, known, end_s, sink, _rng(seed, 8), inject)
     write_campaigns(end_s, sink, _rng(seed, 9), inject)
 
+    for source in SOURCES:
+        if source not in kept and (root / source).exists():
+            shutil.rmtree(root / source)
+
     truth = root / "_truth"
     truth.mkdir(parents=True, exist_ok=True)
-    dev = np.flatnonzero(devices_seen)
+    # Records, and the persons behind them, that the kept sources hold.
+    dev = np.flatnonzero(devices_seen) if "web" in kept else np.zeros(0, np.int64)
+    if "crm" not in kept:
+        crm_keys, crm_sorted = crm_keys.slice(0, 0), crm_sorted[:0]
+    txn_id_kept = txn_id if "pos" in kept else txn_id.slice(0, 0)
+    txn_person = act.txn_person if "pos" in kept else act.txn_person[:0]
+    known = np.zeros(pop.n, bool)
+    if "crm" in kept:
+        known |= pop.has_crm
+    if "pos" in kept:
+        known |= email_pos | card_pos
+    if "web" in kept:
+        known |= email_web
     identity = pa.table(
         {
             "source_system": pa.concat_arrays(
                 [
                     crm_keys.column("source_system").combine_chunks(),
-                    pa.array(["pos"] * len(txn_id), pa.string()),
+                    pa.array(["pos"] * len(txn_id_kept), pa.string()),
                     pa.array(["web"] * len(dev), pa.string()),
                 ]
             ),
             "source_key": pa.concat_arrays(
                 [
                     crm_keys.column("crm_customer_id").combine_chunks(),
-                    txn_id,
+                    txn_id_kept,
                     pop.anonymous_id.take(pa.array(dev)),
                 ]
             ),
             "true_person_id": pop.person_id.take(
-                pa.array(np.concatenate([crm_sorted, act.txn_person, pop.device_person[dev]]))
+                pa.array(np.concatenate([crm_sorted, txn_person, pop.device_person[dev]]))
             ),
         }
     )
     pacsv.write_csv(identity, truth / "identity.csv")
     appears = np.zeros(pop.n, bool)
     appears[crm_sorted] = True
-    appears[act.txn_person] = True
+    appears[txn_person] = True
     appears[pop.device_person[dev]] = True
     listed = np.flatnonzero(appears)
     persons = pa.table(
@@ -160,6 +185,7 @@ def generate(
         }
     )
     pacsv.write_csv(persons, truth / "persons.csv")
+    sink.faults = [f for f in sink.faults if f[0] in kept]
     faults = pa.table(
         {
             "source": pa.array([f[0] for f in sink.faults], pa.string()),
@@ -170,7 +196,7 @@ def generate(
     )
     pacsv.write_csv(faults, truth / "faults.csv")
 
-    fault_counts = {s: sum(1 for f in sink.faults if f[0] == s) for s in SOURCES}
+    fault_counts = {s: sum(1 for f in sink.faults if f[0] == s) for s in kept}
     return {
         "out": str(root),
         "customers": customers,
@@ -178,13 +204,14 @@ def generate(
         "start_date": str(date.fromordinal(start)),
         "end_date": str(end),
         "seed": seed,
+        "sources": kept,
         "generator_version": GENERATOR_VERSION,
         "format": "parquet" if large else "csv/jsonl",
         "persons": int(len(listed)),
         "known_persons": int(known[listed].sum()),
-        "files": {s: int(sink.files.get(s, 0)) for s in SOURCES},
-        "rows": {s: int(sink.rows.get(s, 0)) for s in SOURCES},
-        "pos_transactions": int(len(txn_id)),
+        "files": {s: int(sink.files.get(s, 0)) for s in kept},
+        "rows": {s: int(sink.rows.get(s, 0)) for s in kept},
+        "pos_transactions": int(len(txn_id_kept)),
         "web_devices": int(len(dev)),
         "web_duplicates": int(duplicates),
         "consent_events": int(consent_rows),

@@ -5,7 +5,7 @@ from __future__ import annotations
 import dagster as dg
 import pytest
 
-from orchestration.defs.automation import landing_fingerprint
+from orchestration.defs.automation import landing_fingerprint, landing_sensor_tick
 from orchestration.settings import load_settings
 
 
@@ -74,8 +74,44 @@ def test_each_dbt_model_is_built_by_exactly_one_layer(defs):
 
 
 def test_schedule_and_sensor(defs):
-    assert defs.resolve_schedule_def("daily_refresh").cron_schedule == "0 6 * * *"
-    assert defs.resolve_sensor_def("landing_zone_sensor").job_name == "refresh"
+    schedule = defs.resolve_schedule_def("daily_refresh")
+    sensor = defs.resolve_sensor_def("landing_zone_sensor")
+    assert schedule.cron_schedule == "0 6 * * *"
+    assert sensor.job_name == "refresh"
+    # on as soon as `make ui` starts the daemon
+    assert schedule.default_status == dg.DefaultScheduleStatus.RUNNING
+    assert sensor.default_status == dg.DefaultSensorStatus.RUNNING
+
+
+def _record_run(instance: dg.DagsterInstance, run_key: str, status: dg.DagsterRunStatus) -> None:
+    instance.add_run(
+        dg.DagsterRun(
+            job_name="refresh",
+            run_id=f"run-{run_key.replace(':', '-')}",
+            status=status,
+            tags={"dagster/run_key": run_key},
+        )
+    )
+
+
+def test_sensor_retries_a_failed_run_and_advances_only_on_success():
+    instance = dg.DagsterInstance.ephemeral()
+    request, cursor = landing_sensor_tick("fp1", None, instance)
+    assert isinstance(request, dg.RunRequest) and request.run_key == "fp1:1"
+    # the requested run is still going: wait, request nothing
+    _record_run(instance, "fp1:1", dg.DagsterRunStatus.STARTED)
+    waiting, cursor = landing_sensor_tick("fp1", cursor, instance)
+    assert isinstance(waiting, dg.SkipReason) and "waiting" in waiting.skip_message
+    # it failed: the same files are requested again under a new key
+    instance.report_run_failed(instance.get_run_by_id("run-fp1-1"))
+    retry, cursor = landing_sensor_tick("fp1", cursor, instance)
+    assert isinstance(retry, dg.RunRequest) and retry.run_key == "fp1:2"
+    _record_run(instance, "fp1:2", dg.DagsterRunStatus.SUCCESS)
+    done, cursor = landing_sensor_tick("fp1", cursor, instance)
+    assert isinstance(done, dg.SkipReason) and "no new" in done.skip_message
+    # new files after a success start again at attempt 1
+    request, cursor = landing_sensor_tick("fp2", cursor, instance)
+    assert isinstance(request, dg.RunRequest) and request.run_key == "fp2:1"
 
 
 def test_landing_fingerprint_sees_new_and_changed_files_only(tmp_path):

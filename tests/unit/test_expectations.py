@@ -356,17 +356,31 @@ def test_constant_feature_only_warns(con):
     assert failure.observed == 1
 
 
-def test_all_null_feature_is_an_error(con):
+def test_all_null_feature_warns_as_a_missing_source(con):
+    # no web data landed: a visit feature is null for everyone, which is not bad data
     con.execute("alter table marts.customer_features add column visits_7d double")
     outcome = ex.validate(con, "marts.customer_features", context=CONTEXT)
-    assert not outcome.success
-    [error] = outcome.failures("error")
-    assert (error.name, error.column) == (
-        "expect_column_proportion_of_non_null_values_to_be_between",
-        "visits_7d",
+    assert outcome.success
+    assert outcome.failures("error") == []
+    warned = {(w.name, w.column, w.observed) for w in outcome.failures("warn")}
+    assert ("expect_column_proportion_of_non_null_values_to_be_between", "visits_7d", 0) in warned
+
+
+def test_feature_null_where_its_source_has_data_is_an_error(con):
+    # a purchaser without a recency is a broken feature model, whatever else is absent
+    con.execute("alter table marts.customer_features add column recency_days bigint")
+    con.execute("alter table marts.customer_features add column frequency_365d bigint")
+    con.execute("update marts.customer_features set frequency_365d = 0, recency_days = null")
+    assert ex.validate(con, "marts.customer_features", context=CONTEXT).failures("error") == []
+    con.execute(
+        "update marts.customer_features set frequency_365d = 2, recency_days = 3 "
+        "where person_id in ('p1', 'p2')"
     )
-    assert error.observed == 0
-    assert [w.column for w in outcome.failures("warn")] == ["visits_7d"]
+    con.execute("update marts.customer_features set frequency_365d = 1 where person_id = 'p3'")
+    outcome = ex.validate(con, "marts.customer_features", context=CONTEXT)
+    [error] = outcome.failures("error")
+    assert (error.name, error.column) == ("expect_column_values_to_not_be_null", "recency_days")
+    assert [e["person_id"] for e in error.failing_examples] == ["p3"]
 
 
 def test_negative_count_and_share_out_of_range_fail(con):

@@ -133,8 +133,8 @@ def test_untrainable_propensity_warns_and_writes_null():
         "update ml.propensity_training_examples set purchased_next_30d = false"
     )  # one class only
     metrics = score_customers(con, AS_OF, seed=42)
-    assert metrics["propensity"]["status"] == "untrainable"
-    assert any("untrainable" in w for w in metrics["warnings"])
+    assert metrics["propensity"]["status"] == "skipped"
+    assert any("not trained" in w for w in metrics["warnings"])
     n, with_p, with_decile = con.execute(
         "select count(*), count(propensity_30d), count(propensity_decile) "
         "from marts.customer_scores"
@@ -144,15 +144,39 @@ def test_untrainable_propensity_warns_and_writes_null():
         "select json_extract_string(metrics, '$.status') from ml.model_runs "
         "where model_name = 'purchase_propensity'"
     ).fetchall()
-    assert status == [("untrainable",)]
+    assert status == [("skipped",)]
+
+
+def test_feature_null_in_every_row_is_left_out_not_a_crash():
+    # a landing zone without web data: visit features are null for everyone, at every cutoff
+    con = duckdb.connect()
+    make_inputs(con, n_persons=1500, as_of=AS_OF, seed=5)
+    for table in ("marts.customer_features", "ml.propensity_training_examples"):
+        con.execute(f"update {table} set days_since_last_visit = null")
+    metrics = score_customers(con, AS_OF, seed=42)
+    assert metrics["propensity"]["status"] == "trained"
+    assert metrics["propensity"]["features_left_out"] == ["days_since_last_visit"]
+    assert any("days_since_last_visit" in w for w in metrics["warnings"])
+    scored = con.execute("select count(propensity_30d) from marts.customer_scores").fetchone()[0]
+    assert scored > 0
+
+
+def test_no_training_cutoff_skips_propensity_with_its_reason():
+    # history shorter than the earliest cutoff: the training model holds no row at all
+    con = duckdb.connect()
+    make_inputs(con, n_persons=300, as_of=AS_OF, seed=6)
+    con.execute("delete from ml.propensity_training_examples")
+    metrics = score_customers(con, AS_OF, seed=42)
+    assert metrics["propensity"]["status"] == "skipped"
+    assert "as_of minus 30 days" in metrics["propensity"]["reason"]
 
 
 def test_missing_training_table_and_tiny_input_fall_back():
     con = duckdb.connect()
     make_inputs(con, n_persons=7, as_of=AS_OF, seed=4, training=False)
     metrics = score_customers(con, AS_OF, seed=42)
-    assert metrics["propensity"]["status"] == "untrainable"
-    assert metrics["clusters"]["status"] == "fallback_single_cluster"
+    assert metrics["propensity"]["status"] == "skipped"
+    assert metrics["clusters"]["status"] == "skipped"
     assert len(metrics["warnings"]) >= 2
     clusters = con.execute(
         "select distinct cluster_id from marts.customer_scores where cluster_id is not null"

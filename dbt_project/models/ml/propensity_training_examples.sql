@@ -1,6 +1,8 @@
 {#
     Propensity training rows: features as of each training cutoff for persons first seen by then,
-    labelled with whether they purchased in the label window after the cutoff day.
+    labelled with whether they purchased in the label window after the cutoff day. A cutoff
+    before the first day of event data is left out: nothing before it was observed, so its
+    features would be empty and its labels all false, which teaches the model nothing true.
 #}
 with
 
@@ -16,9 +18,17 @@ customer_days as (
 
 ),
 
-training_cutoffs as (
+all_training_cutoffs as (
 
     {{ feature_cutoffs(training_cutoff_offsets()) }}
+
+),
+
+training_cutoffs as (
+
+    select all_training_cutoffs.cutoff_date
+    from all_training_cutoffs
+    where all_training_cutoffs.cutoff_date >= (select min(customer_days.activity_date) from customer_days)
 
 ),
 
