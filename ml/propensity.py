@@ -81,14 +81,13 @@ def fit_propensity(
     ).fetchall()[0]
     if n_cutoffs == 0:
         # the training model keeps only cutoffs on or after the first day of event data
-        model = _untrainable(
-            features,
-            "no event history before as_of minus 30 days (the latest training cutoff), "
-            "or no analytics-consented person",
-            params,
-            rows=0,
-            positives=0,
+        examples = con.execute(f"select count(*) from {table}").fetchall()[0][0]
+        reason = (
+            f"no analytics-consented person among {examples} training rows"
+            if examples
+            else "no event history on or before as_of minus 30 days (the latest training cutoff)"
         )
+        model = _untrainable(features, reason, params, rows=0, positives=0)
         model.warnings = warnings + model.warnings
         return model
     if n < MIN_ROWS or positives < MIN_POSITIVES or n - positives < MIN_POSITIVES:
@@ -160,12 +159,16 @@ def fit_propensity(
         "features_left_out": [f for f in score_features if f not in features],
     }
     y_tr, y_val = y[train_mask], y[val_mask]
-    if len(np.unique(y_tr)) < 2 or len(np.unique(y_val)) < 2:
-        warnings.append("propensity: validation split has a single class; no validation metrics")
+    # a feature can be null in every earlier cutoff's row (a source that started later)
+    seen = ~np.all(np.isnan(x[train_mask]), axis=0)
+    if len(np.unique(y_tr)) < 2 or len(np.unique(y_val)) < 2 or not seen.any():
+        warnings.append(
+            "propensity: validation split has a single class or no data; no validation metrics"
+        )
         metrics.update({"roc_auc": None, "average_precision": None, "brier": None})
     else:
-        holdout_model = _classifier(seed).fit(x[train_mask], y_tr)
-        p_val = holdout_model.predict_proba(x[val_mask])[:, 1]
+        holdout_model = _classifier(seed).fit(x[train_mask][:, seen], y_tr)
+        p_val = holdout_model.predict_proba(x[val_mask][:, seen])[:, 1]
         base_rate = float(y_val.mean())
         top = p_val >= np.quantile(p_val, 0.9)
         metrics.update(

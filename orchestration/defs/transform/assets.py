@@ -140,13 +140,22 @@ def _layer_assets(layer: str, select: str, exclude: str | None, manifest: Path):
         context: dg.AssetExecutionContext, dbt: DbtCliResource, warehouse: WarehouseResource
     ):
         # A private target folder per invocation, removed afterwards: dagster-dbt would otherwise
-        # leave one folder per run and layer under dbt_project/target.
+        # leave one folder per run and layer under dbt_project/target. dbt's partial-parse state
+        # is carried from one invocation to the next beside the warehouse (one writer holds it),
+        # so the layers after the first skip a full parse; dbt itself re-parses what changed.
+        parse_state = Path(warehouse.path).parent / ".dbt_partial_parse.msgpack"
         with tempfile.TemporaryDirectory(prefix=f"dbt-{layer}-") as target:
+            state = Path(target) / "partial_parse.msgpack"
+            if parse_state.exists():
+                shutil.copyfile(parse_state, state)
             yield from dbt.cli(
                 ["build", "--vars", _dbt_vars(warehouse)],
                 context=context,
                 target_path=Path(target),
             ).stream()
+            if state.exists():
+                shutil.copyfile(state, parse_state.with_suffix(".tmp"))
+                os.replace(parse_state.with_suffix(".tmp"), parse_state)
 
     return _assets
 
