@@ -22,15 +22,10 @@ import duckdb
 
 from warehouse import audit
 from warehouse.connection import hmac_sql
+from warehouse.privacy import PERSON_ANCESTORS_SQL, PERSON_ID_COLUMNS
 
 # Columns that name a person or one of their graph nodes, wherever a table carries them.
-_PERSON_COLUMNS = (
-    "person_id",
-    "old_person_id",
-    "new_person_id",
-    "source_person_id",
-    "target_person_id",
-)
+_PERSON_COLUMNS = PERSON_ID_COLUMNS
 _NODE_COLUMNS = (
     "record_node",
     "node_id",
@@ -199,6 +194,13 @@ def _collect(con: duckdb.DuckDBPyConnection) -> bool:
         "create or replace temp table erase_persons as "
         "select distinct person_id from erase_requests where person_id is not null"
     )
+    if _exists(con, "marts", "person_id_lineage"):
+        # ids the person held before a re-key or a merge: rows of earlier runs carry them
+        con.execute(
+            "insert into erase_persons select distinct ancestor_id from ("
+            + PERSON_ANCESTORS_SQL.format(persons="erase_persons")
+            + ") where ancestor_id not in (select person_id from erase_persons)"
+        )
     con.execute(
         """
         create or replace temp table erase_records as
@@ -499,9 +501,13 @@ def apply_erasures(
         r[0]
         for r in con.execute("select distinct request_id from erase_requests order by 1").fetchall()
     ]
+    # every id of the persons (current and earlier ones), and how many persons that is
     persons = [
         r[0] for r in con.execute("select person_id from erase_persons order by 1").fetchall()
     ]
+    n_persons = con.execute(
+        "select count(distinct person_id) from erase_requests where person_id is not null"
+    ).fetchall()[0][0]
     hashes = _hashed_contacts(con)
     _needles(con)
     con.execute("begin")
@@ -546,7 +552,7 @@ def apply_erasures(
         rows=total,
         detail={
             "requests": len(requests),
-            "persons": len(persons),
+            "persons": n_persons,
             "tables": deleted,
             "suppressed_keys": suppressed,
             "export_rows_removed": exports_removed,
@@ -556,7 +562,7 @@ def apply_erasures(
     )
     return {
         "requests": len(requests),
-        "persons": len(persons),
+        "persons": n_persons,
         "person_ids": persons,
         "rows_deleted": deleted,
         "suppressed_keys": suppressed,

@@ -1,4 +1,11 @@
-"""Data-subject access requests: everything held about a person, as one JSON file each."""
+"""Person ids and data-subject access requests (everything held about a person, one JSON each).
+
+Person ids are derived with the HMAC key in dbt (macro person_id_for_anchor in
+dbt_project/macros/person_ids.sql): 'p_k' + 15 hex digits of the keyed hash of the person's
+anchor record node. Ids issued before keying were 'p_' + 16 hex digits of an unkeyed md5 of the
+anchor, recomputable by anyone holding a source key: the first run of this release re-keys them
+(marts.person_id_lineage, change_type 'rekey'), and the serving snapshot never carries one.
+"""
 
 from __future__ import annotations
 
@@ -14,6 +21,51 @@ import duckdb
 from warehouse import audit
 
 _REQUEST_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$")
+
+# The same rule as the dbt macros keyed_person_id_prefix / is_keyed_person_id.
+KEYED_PERSON_ID_PREFIX = "p_k"
+# Ids of the former unkeyed rule: 'p_' || left(md5(anchor record node), 16).
+LEGACY_PERSON_ID_PATTERN = "^p_[0-9a-f]{16}$"
+_LEGACY_PERSON_ID = re.compile(LEGACY_PERSON_ID_PATTERN)
+
+# Columns that hold a person id, wherever a table carries them (erasure, the serving snapshot).
+PERSON_ID_COLUMNS = (
+    "person_id",
+    "old_person_id",
+    "new_person_id",
+    "source_person_id",
+    "target_person_id",
+)
+
+
+def is_keyed_person_id(person_id: str) -> bool:
+    """True when the id was derived with the HMAC key."""
+    return person_id.startswith(KEYED_PERSON_ID_PREFIX)
+
+
+def is_legacy_person_id(person_id: str) -> bool:
+    """True when the id has the shape of the former unkeyed rule (md5 of a source key)."""
+    return bool(_LEGACY_PERSON_ID.match(person_id))
+
+
+def legacy_person_id_sql(expr: str) -> str:
+    """SQL: true when `expr` holds an id of the former unkeyed rule."""
+    return f"regexp_full_match(coalesce({expr}, ''), '{LEGACY_PERSON_ID_PATTERN[1:-1]}')"
+
+
+# Ids a person held before a re-key or a merge into it (their history rows are theirs too).
+PERSON_ANCESTORS_SQL = """
+    with recursive ancestors(person_id, ancestor_id) as (
+        select person_id, person_id from {persons}
+        union
+        select ancestors.person_id, lineage.old_person_id
+        from ancestors
+        inner join marts.person_id_lineage as lineage
+            on lineage.new_person_id = ancestors.ancestor_id
+           and lineage.change_type in ('rekey', 'merge')
+    )
+    select distinct person_id, ancestor_id from ancestors
+"""
 
 # (section, SQL over one person_id): what an access response holds about the person.
 _PERSON_SECTIONS: list[tuple[str, str]] = [
@@ -58,8 +110,10 @@ _PERSON_SECTIONS: list[tuple[str, str]] = [
     ),
     (
         "segment_history",
+        # rows of earlier runs under an id the person held before a re-key stay theirs
         "select segment_id, as_of, is_holdout from marts.segment_membership_history "
-        "where person_id = ? order by as_of, segment_id",
+        "where person_id = ? or person_id in (select old_person_id from marts.person_id_lineage"
+        " where change_type = 'rekey' and new_person_id = ?) order by as_of, segment_id",
     ),
 ]
 
@@ -76,7 +130,7 @@ def _rows(con: duckdb.DuckDBPyConnection, sql: str, params: list[Any]) -> list[d
 def _person_report(con: duckdb.DuckDBPyConnection, person_id: str) -> dict[str, Any]:
     report: dict[str, Any] = {"person_id": person_id}
     for section, sql in _PERSON_SECTIONS:
-        rows = _rows(con, sql, [person_id])
+        rows = _rows(con, sql, [person_id] * sql.count("?"))
         report[section] = rows[0] if section in ("profile", "features", "scores") and rows else rows
     return report
 

@@ -8,6 +8,9 @@ from pathlib import Path
 
 import duckdb
 
+from warehouse.connection import hmac_sql
+from warehouse.privacy import PERSON_ID_COLUMNS, legacy_person_id_sql
+
 PUBLISHED_SCHEMAS = ("marts", "ml")
 # dbt-duckdb's intermediate relations: left behind only by a run killed mid-swap, never served.
 SCRATCH_SUFFIXES = ("__dbt_tmp", "__dbt_backup")
@@ -31,13 +34,71 @@ DIRECT_IDENTIFIER_COLUMNS = frozenset(
     }
 )
 
+# Source keys and the graph nodes built from them (crm:<system>:<id>, pos:<transaction_id>,
+# web:<anonymous_id>) are published only as their keyed hash (HMAC-SHA256, hex, of the value as
+# the warehouse holds it): whoever holds a source key and the HMAC key can still look it up.
+SOURCE_KEY_COLUMNS = frozenset(
+    {
+        "source_key",
+        "crm_customer_id",
+        "anonymous_id",
+        "web_anonymous_id",
+        "transaction_id",
+        "pos_transaction_id",
+        "user_id",
+        "web_user_id",
+        "loyalty_card_id",
+        "payment_card_token",
+        "subject_id",
+        "record_node",
+        "node_id",
+        "anchor_node",
+        "source_node",
+        "target_node",
+        "left_node",
+        "right_node",
+        "subject_node",
+        "identifier_node",
+    }
+)
+
 
 def _quote(identifier: str) -> str:
     return '"' + identifier.replace('"', '""') + '"'
 
 
+def _served_select(
+    con: duckdb.DuckDBPyConnection, schema: str, name: str, columns: list[str]
+) -> tuple[str, list[str], list[str]]:
+    """SELECT of a table's served rows and columns; the columns dropped and keyed."""
+    removed = [c for c in columns if c.lower() in DIRECT_IDENTIFIER_COLUMNS]
+    keyed = [c for c in columns if c.lower() in SOURCE_KEY_COLUMNS]
+    if keyed and con.execute("select getvariable('hmac_ipad') is null").fetchone()[0]:
+        raise RuntimeError(
+            f"{schema}.{name} has source keys to publish keyed, but the connection has no HMAC "
+            "key (warehouse.connection.configure_connection)"
+        )
+    items = [
+        f"{hmac_sql(f'cast({_quote(c)} as varchar)')} as {_quote(c)}" if c in keyed else _quote(c)
+        for c in columns
+        if c not in removed
+    ]
+    # Ids of the former unkeyed rule (history rows before the re-key, the re-key's own lineage
+    # rows) are recomputable from a source key: such rows stay in the warehouse.
+    person = [c for c in columns if c.lower() in PERSON_ID_COLUMNS]
+    where = " and ".join(f"not {legacy_person_id_sql(_quote(c))}" for c in person) or "true"
+    sql = (
+        f"select {', '.join(items) or '1 as empty'} from {_quote(schema)}.{_quote(name)} "
+        f"where {where}"
+    )
+    return sql, removed, keyed
+
+
 def publish_snapshot(con: duckdb.DuckDBPyConnection, serving_path: str | Path) -> dict:
     """Copy every table of the published schemas, minus identifier columns, then swap files.
+
+    Direct identifiers are dropped, source keys replaced by their keyed hash, and rows naming a
+    person id of the former unkeyed rule withheld (see SOURCE_KEY_COLUMNS, warehouse.privacy).
 
     Readers holding the old file keep reading it; new readers open the new one. A crash before
     the swap leaves the previous snapshot untouched (the temporary file is removed next time).
@@ -51,6 +112,8 @@ def publish_snapshot(con: duckdb.DuckDBPyConnection, serving_path: str | Path) -
     tmp = serving.with_name(f"{serving.name}.{uuid.uuid4().hex}.tmp")
     tables: dict[str, int] = {}
     dropped: dict[str, list[str]] = {}
+    hashed: dict[str, list[str]] = {}
+    withheld: dict[str, int] = {}
     con.execute("attach ? as snapshot", [str(tmp)])
     try:
         for schema in PUBLISHED_SCHEMAS:
@@ -79,18 +142,20 @@ def publish_snapshot(con: duckdb.DuckDBPyConnection, serving_path: str | Path) -
                         [schema, name],
                     ).fetchall()
                 ]
-                keep = [c for c in columns if c.lower() not in DIRECT_IDENTIFIER_COLUMNS]
-                removed = [c for c in columns if c.lower() in DIRECT_IDENTIFIER_COLUMNS]
+                select, removed, keyed = _served_select(con, schema, name, columns)
                 if removed:
                     dropped[f"{schema}.{name}"] = removed
-                select_list = ", ".join(_quote(c) for c in keep) or "1 as empty"
-                con.execute(
-                    f"create table snapshot.{_quote(schema)}.{_quote(name)} as "
-                    f"select {select_list} from {_quote(schema)}.{_quote(name)}"
-                )
+                if keyed:
+                    hashed[f"{schema}.{name}"] = keyed
+                con.execute(f"create table snapshot.{_quote(schema)}.{_quote(name)} as {select}")
                 tables[f"{schema}.{name}"] = con.execute(
                     f"select count(*) from snapshot.{_quote(schema)}.{_quote(name)}"
                 ).fetchone()[0]
+                total = con.execute(
+                    f"select count(*) from {_quote(schema)}.{_quote(name)}"
+                ).fetchone()[0]
+                if total > tables[f"{schema}.{name}"]:
+                    withheld[f"{schema}.{name}"] = total - tables[f"{schema}.{name}"]
         con.execute("checkpoint snapshot")
     finally:
         con.execute("detach snapshot")
@@ -102,4 +167,10 @@ def publish_snapshot(con: duckdb.DuckDBPyConnection, serving_path: str | Path) -
         os.fsync(dir_fd)
     finally:
         os.close(dir_fd)
-    return {"path": str(serving), "tables": tables, "dropped_columns": dropped}
+    return {
+        "path": str(serving),
+        "tables": tables,
+        "dropped_columns": dropped,
+        "keyed_columns": hashed,
+        "withheld_rows": withheld,
+    }

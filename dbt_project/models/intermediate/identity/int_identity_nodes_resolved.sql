@@ -1,6 +1,9 @@
 -- Every graph node with its person: one person per connected component, with a stable id. A
 -- component takes the id most of its records had in the previous run (ties: the oldest id); an
--- old id goes to the component holding most of its records; other components get a new id.
+-- old id goes to the component holding most of its records; other components get a new id,
+-- derived with the HMAC key from the component's smallest record node (macro
+-- person_id_for_anchor). An old id issued by the former unkeyed rule is never kept: the component
+-- holding it gets a keyed id instead (person_id_lineage records the change as a `rekey`).
 -- The previous assignment is read from person_id_registry (incremental, written after this
 -- model in the same build), looked up by name since a ref would be a cycle.
 {%- set registry = adapter.get_relation(
@@ -25,11 +28,11 @@ previous_assignment as (
     {% if registry is not none -%}
     select record_node, person_id, first_assigned_on from {{ registry }}
     {%- else -%}
-    select
-        cast(null as varchar) as record_node,
-        cast(null as varchar) as person_id,
-        cast(null as date) as first_assigned_on
-    where false
+        select
+            cast(null as varchar) as record_node,
+            cast(null as varchar) as person_id,
+            cast(null as date) as first_assigned_on
+        where false
     {%- endif %}
 
 ),
@@ -82,19 +85,24 @@ id_holders as (
         on votes.component_index = component_anchors.component_index
     qualify row_number() over (
         partition by votes.person_id
-        order by votes.n_records desc, component_anchors.anchor_node
+        order by votes.n_records desc, component_anchors.anchor_node asc
     ) = 1
 
 ),
 
 kept_ids as (
 
-    -- a component keeps the old id it holds with most records, then the oldest
-    select id_holders.component_index, id_holders.person_id
+    -- a component keeps the keyed old id it holds with most records, then the oldest; an id of
+    -- the unkeyed rule is replaced (its component takes a new, keyed id)
+    select
+        id_holders.component_index,
+        id_holders.person_id
     from id_holders
+    where {{ is_keyed_person_id('id_holders.person_id') }}
     qualify row_number() over (
         partition by id_holders.component_index
-        order by id_holders.n_records desc, id_holders.first_assigned_on, id_holders.person_id
+        order by
+            id_holders.n_records desc, id_holders.first_assigned_on asc, id_holders.person_id asc
     ) = 1
 
 ),
@@ -111,10 +119,10 @@ new_ids as (
 
     select
         component_anchors.component_index,
-        'p_' || left({{ dbt.hash('component_anchors.anchor_node') }}, 16) as first_choice,
-        'p_' || left(
-            {{ dbt.hash("component_anchors.anchor_node || '|' || cast(" ~ as_of_date() ~ " as varchar)") }}, 16
-        ) as second_choice
+        {{ person_id_for_anchor('component_anchors.anchor_node') }} as first_choice,
+        {{ person_id_for_anchor(
+            'component_anchors.anchor_node', 'cast(' ~ as_of_date() ~ ' as varchar)'
+        ) }} as second_choice
     from component_anchors
     left join kept_ids
         on component_anchors.component_index = kept_ids.component_index
@@ -124,13 +132,18 @@ new_ids as (
 
 component_persons as (
 
-    select component_index, person_id from kept_ids
+    select
+        component_index,
+        person_id
+    from kept_ids
     union all
     -- an anchor's hash may already name another person (its record moved): then salt it
     select
         new_ids.component_index,
-        case when taken_ids.person_id is null then new_ids.first_choice
-            else new_ids.second_choice end as person_id
+        case
+            when taken_ids.person_id is null then new_ids.first_choice
+            else new_ids.second_choice
+        end as person_id
     from new_ids
     left join taken_ids
         on new_ids.first_choice = taken_ids.person_id

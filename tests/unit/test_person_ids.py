@@ -1,0 +1,149 @@
+"""Person ids are keyed: derived with the HMAC key, and ids of the former unkeyed rule re-keyed."""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+from datetime import date
+from pathlib import Path
+
+import duckdb
+
+from tests.unit.test_dbt_identity import (
+    META,
+    RAW_TABLES,
+    _crm,
+    _insert,
+    build,
+    create_identity_sources,
+)
+from warehouse.privacy import is_keyed_person_id, is_legacy_person_id
+
+KEY = b"test-key"  # the key build() hands dbt
+
+CRM = [
+    _crm("a1", "crm", "Ada", "Ames", "ada@x.com", None, date(1970, 1, 1)),
+    _crm("a2", "crm", "Ada", "Ames", "ada@x.com", None, date(1970, 1, 1)),
+    _crm("b1", "crm", "Ben", "Bo", None, None, date(1971, 1, 1)),
+]  # fmt: skip
+POS = [
+    {"transaction_id": "T1", "line_number": 1, "payment_card_token": "tok-1"},
+    {"transaction_id": "T2", "line_number": 1, "payment_card_token": "tok-1"},
+]
+WEB = [{"event_id": "e1", "anonymous_id": "anon-1", "event_type": "page_view"}]
+
+
+def _keyed(anchor: str) -> str:
+    return "p_k" + hmac.new(KEY, anchor.encode(), hashlib.sha256).hexdigest()[:15]
+
+
+def _unkeyed(anchor: str) -> str:
+    return "p_" + hashlib.md5(anchor.encode()).hexdigest()[:16]
+
+
+def _warehouse(tmp_path: Path) -> Path:
+    path = tmp_path / "warehouse.duckdb"
+    with duckdb.connect(str(path)) as con:
+        con.execute("create schema if not exists raw")
+        for table, columns in RAW_TABLES.items():
+            con.execute(f"create or replace table raw.{table} ({columns}, {META})")
+        _insert(con, "crm", CRM)
+        _insert(con, "pos", POS)
+        _insert(con, "web", WEB)
+        create_identity_sources(con, tmp_path, [], [])
+    return path
+
+
+def _state(path: Path) -> tuple[list, list, list]:
+    with duckdb.connect(str(path)) as con:
+        return (
+            con.execute("select * from intermediate.person_id_registry order by 1").fetchall(),
+            con.execute("select * from marts.person_id_lineage order by 1, 2").fetchall(),
+            con.execute("select * from marts.identity_map order by 1, 2").fetchall(),
+        )
+
+
+def test_every_person_id_is_keyed_on_its_anchor_record(tmp_path: Path):
+    path = _warehouse(tmp_path)
+    build(path, tmp_path)
+    with duckdb.connect(str(path)) as con:
+        ids = dict(
+            con.execute(
+                "select source_system || ':' || source_key, person_id from marts.identity_map"
+            ).fetchall()
+        )
+    # anchors of each kind: a CRM record, a POS transaction, a web device
+    assert ids["crm:a1"] == ids["crm:a2"] == _keyed("crm:crm:a1")
+    assert ids["crm:b1"] == _keyed("crm:crm:b1")
+    assert ids["pos:T1"] == ids["pos:T2"] == _keyed("pos:T1")
+    assert ids["web:anon-1"] == _keyed("web:anon-1")
+    assert all(is_keyed_person_id(p) and not is_legacy_person_id(p) for p in ids.values())
+    assert not {_unkeyed(a) for a in ("crm:crm:a1", "crm:crm:b1", "pos:T1", "web:anon-1")} & set(
+        ids.values()
+    )
+
+
+def test_unkeyed_ids_are_re_keyed_once_with_lineage(tmp_path: Path):
+    path = _warehouse(tmp_path)
+    build(path, tmp_path, as_of="2026-06-29")
+    # Make it a warehouse of the former release: every id the unkeyed md5 of its anchor, and a
+    # record no longer in the graph (aged out) of Ada and of a person now gone entirely.
+    with duckdb.connect(str(path)) as con:
+        con.execute(
+            """
+            update intermediate.person_id_registry as r
+            set person_id = 'p_' || left(md5(a.anchor), 16)
+            from (
+                select person_id, min(record_node) as anchor
+                from intermediate.person_id_registry group by person_id
+            ) as a
+            where r.person_id = a.person_id
+            """
+        )
+        con.execute(
+            "insert into intermediate.person_id_registry values "
+            "('web:old-device', ?, date '2026-01-01', date '2026-01-01'), "
+            "('pos:T-gone', ?, date '2026-01-01', date '2026-01-01')",
+            [_unkeyed("crm:crm:a1"), _unkeyed("pos:T-gone")],
+        )
+        con.execute(
+            "update marts.identity_map as m set person_id = r.person_id "
+            "from intermediate.person_id_registry as r "
+            "where r.record_node = case m.source_system when 'pos' then 'pos:' || m.source_key "
+            "when 'web' then 'web:' || m.source_key "
+            "else 'crm:' || m.source_system || ':' || m.source_key end"
+        )
+        old = dict(
+            con.execute(
+                "select record_node, person_id from intermediate.person_id_registry"
+            ).fetchall()
+        )
+
+    build(path, tmp_path, as_of="2026-06-30")
+    registry, lineage, identity_map = _state(path)
+    ids = {node: person for node, person, *_ in registry}
+    # only keyed ids remain, each the keyed hash of its person's anchor record
+    assert all(is_keyed_person_id(p) for p in ids.values()), ids
+    assert ids["crm:crm:a1"] == ids["crm:crm:a2"] == _keyed("crm:crm:a1")
+    assert ids["pos:T1"] == _keyed("pos:T1") and ids["web:anon-1"] == _keyed("web:anon-1")
+    assert all(is_keyed_person_id(p) for _, _, p in identity_map)
+    # a record absent from this run follows its person; a person with no record left is re-keyed
+    # from its own smallest record node
+    assert ids["web:old-device"] == ids["crm:crm:a1"]
+    assert ids["pos:T-gone"] == _keyed("pos:T-gone")
+    # lineage: one rekey row per old id, old -> new, counting the records that moved
+    rekeys = {(o, n): r for o, n, kind, as_of, r in lineage if kind == "rekey"}
+    assert {kind for _, _, kind, _, _ in lineage} == {"rekey"}
+    assert all(as_of == date(2026, 6, 30) for _, _, _, as_of, _ in lineage)
+    assert rekeys == {
+        (old["crm:crm:a1"], _keyed("crm:crm:a1")): 2,
+        (old["crm:crm:b1"], _keyed("crm:crm:b1")): 1,
+        (old["pos:T1"], _keyed("pos:T1")): 2,
+        (old["web:anon-1"], _keyed("web:anon-1")): 1,
+        (old["pos:T-gone"], _keyed("pos:T-gone")): 1,
+    }
+    assert all(is_legacy_person_id(o) for o, _ in rekeys)
+
+    # a second run changes nothing
+    build(path, tmp_path, as_of="2026-06-30")
+    assert _state(path) == (registry, lineage, identity_map)
