@@ -13,6 +13,7 @@ from expectations._gx import run_rules
 from expectations.results import ERROR, WARN, ExpectationResult, ValidationOutcome
 from expectations.sql_checks import quote_ident, table_ref
 from expectations.suites import SUITES, Rule
+from warehouse.sources import LandingGates
 
 DEFAULT_SEED = 42
 
@@ -162,4 +163,18 @@ def validate(
     return ValidationOutcome(table, success, len(frame), rows_total, results)
 
 
-__all__ = ["ERROR", "WARN", "run_parameters", "sample_frame", "validate"]
+def validate_landing(
+    con: duckdb.DuckDBPyConnection,
+    source: str,
+    gates: LandingGates,
+    *,
+    present: list[str] | None = None,
+    run_id: str | None = None,
+) -> dict[str, ExpectationResult]:
+    """The landing gates of one source's files by check name (`rejected_files`,
+    `quarantine_share`, `schema_drift`): see `expectations.sql_checks.landing_checks`."""
+    results = sql_checks.landing_checks(con, source, gates, present, run_id)
+    return {r.name: r for r in results}
+
+
+__all__ = ["ERROR", "WARN", "run_parameters", "sample_frame", "validate", "validate_landing"]

@@ -7,6 +7,7 @@ every value travels as a bind parameter.
 from __future__ import annotations
 
 import datetime as dt
+import json
 import re
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any
@@ -15,6 +16,7 @@ import duckdb
 
 from expectations.results import ERROR, WARN, ExpectationResult, to_jsonable
 from expectations.suites import PURPOSES
+from warehouse.sources import LandingGates
 
 EXAMPLES = 5
 _NAME = re.compile(r"^[a-z_][a-z0-9_]*$")
@@ -380,3 +382,177 @@ SQL_CHECKS: dict[
     "rows_reconcile": rows_reconcile,
     "segment_sizes_match_members": segment_sizes_match_members,
 }
+
+
+# Landing gates: the files behind raw.<source> (docs/internals.md, Quality). Each judges the
+# current version of every path (the ledger's newest row): an error stands, run after run, while
+# that version is current and still in the landing zone (re-deliver it fixed, remove it, or set
+# its source's policy to warn); a warning is reported in the run that loaded the version only.
+LANDING_CHECKS = ("rejected_files", "quarantine_share", "schema_drift")
+
+
+def _current_files(con: duckdb.DuckDBPyConnection, source: str) -> list[dict[str, Any]]:
+    """The ledger's newest row of each path of `source` (the version raw holds, or rejected)."""
+    columns = table_columns(con, "raw.load_ledger")
+    if not columns:
+        return []
+    run_id = "run_id" if "run_id" in columns else "null::varchar as run_id"
+    drift = "schema_drift" if "schema_drift" in columns else "null::varchar as schema_drift"
+    cursor = con.execute(
+        f"""
+        select path, status, message, rows_loaded, rows_quarantined, {run_id}, {drift}
+        from raw.load_ledger
+        where source = $source
+        qualify row_number() over (partition by path order by loaded_at desc) = 1
+        """,
+        {"source": source},
+    )
+    names = [d[0] for d in cursor.description]
+    return [dict(zip(names, r, strict=True)) for r in cursor.fetchall()]
+
+
+def _pct(share: float) -> str:
+    return f"{share:.1%}".replace(".0%", "%")
+
+
+def _landing_result(
+    name: str,
+    findings: list[tuple[str, str, dict[str, Any]]],
+    present: set[str] | None,
+    run_id: str | None,
+    files: int,
+) -> ExpectationResult:
+    """One gate's result from its (severity, message, row) findings: errors count while the file
+    is present; warnings only in the run that loaded the file's version."""
+    kept = []
+    for severity, message, row in findings:
+        if severity == ERROR and present is not None and row["path"] not in present:
+            continue
+        if severity == WARN and run_id is not None and row["run_id"] != run_id:
+            continue
+        kept.append((severity, message, row))
+    kept.sort(key=lambda f: (f[0] != ERROR, f[2]["path"]))
+    severity = ERROR if any(s == ERROR for s, _, _ in kept) else WARN
+    examples = [{"file": r["path"], "severity": s, "finding": m} for s, m, r in kept]
+    observed = {
+        "files_checked": files,
+        "errors": sum(s == ERROR for s, _, _ in kept),
+        "warnings": sum(s == WARN for s, _, _ in kept),
+    }
+    return ExpectationResult(name, "_file", severity, not kept, observed, examples, len(kept))
+
+
+def landing_checks(
+    con: duckdb.DuckDBPyConnection,
+    source: str,
+    gates: LandingGates,
+    present: Sequence[str] | None = None,
+    run_id: str | None = None,
+) -> list[ExpectationResult]:
+    """`rejected_files`, `quarantine_share` and `schema_drift` of one landing source.
+
+    `present`: paths (relative to the landing root) now in the landing zone; an error about a
+    file no longer there is dropped (None: keep all). `run_id`: the run checking; warnings name
+    only the file versions it loaded (None: all current versions).
+    """
+    present_set = set(present) if present is not None else None
+    results = []
+    current = _current_files(con, source)
+    loaded = [r for r in current if r["status"] == "loaded"]
+
+    rejected = [r for r in current if r["status"] == "rejected"]
+    findings = []
+    for row in rejected:
+        rule = (row["message"] or "rejected").removeprefix(f"{row['path']}: ")
+        findings.append((gates.rejected_file, f"{row['path']} rejected: {rule}", row))
+    results.append(_landing_result("rejected_files", findings, present_set, run_id, len(current)))
+
+    quarantined = [r for r in loaded if r["rows_quarantined"]]
+    findings = []
+    flagged = []
+    for row in quarantined:
+        bad = int(row["rows_quarantined"])
+        total = int(row["rows_loaded"] or 0) + bad
+        share = bad / total if total else 0.0
+        if share <= gates.quarantine_warn_share:
+            continue
+        severity, limit = WARN, gates.quarantine_warn_share
+        note = ""
+        if share > gates.quarantine_error_share:
+            limit = gates.quarantine_error_share
+            if total >= gates.min_rows or bad == total:
+                severity = ERROR
+            else:
+                note = f"; only {total} rows (< {gates.min_rows}), so a warning"
+        flagged.append(row["path"])
+        findings.append(
+            (
+                severity,
+                f"{row['path']}: {_pct(share)} of {total} rows quarantined "
+                f"(limit {_pct(limit)}){note}; top rules: ",
+                row,
+            )
+        )
+    rules = _top_rules(con, source, flagged)
+    findings = [(s, m + (rules.get(r["path"]) or "none recorded"), r) for s, m, r in findings]
+    results.append(_landing_result("quarantine_share", findings, present_set, run_id, len(current)))
+
+    drifted = [r for r in loaded if r["schema_drift"] is not None]
+    findings = []
+    for row in drifted:
+        for item in json.loads(row["schema_drift"]):
+            findings.append(_drift_finding(row, item, gates))
+    results.append(_landing_result("schema_drift", findings, present_set, run_id, len(current)))
+    return results
+
+
+def _top_rules(con: duckdb.DuckDBPyConnection, source: str, paths: list[str]) -> dict[str, str]:
+    """'rule n, rule n, rule n': the three commonest quarantine rules of each file in `paths`."""
+    quarantine = f"raw.{source}_quarantine"
+    if not paths or not table_columns(con, quarantine):
+        return {}
+    rows = con.execute(
+        f"""
+        select _file, rule, count(*) as n
+        from {table_ref(quarantine)}
+        where _file in (select unnest($paths::varchar[]))
+        group by _file, rule
+        qualify row_number() over (partition by _file order by n desc, rule) <= 3
+        order by _file, n desc, rule
+        """,
+        {"paths": paths},
+    ).fetchall()
+    tops: dict[str, list[str]] = {}
+    for path, rule, n in rows:
+        tops.setdefault(path, []).append(f"{rule} {n}")
+    return {path: ", ".join(parts) for path, parts in tops.items()}
+
+
+def _drift_finding(
+    row: Mapping[str, Any], item: Mapping[str, Any], gates: LandingGates
+) -> tuple[str, str, Mapping[str, Any]]:
+    path = row["path"]
+    if item["kind"] == "renamed":
+        return (
+            gates.schema_drift,
+            f"{path}: column `{item['column']}` missing, unknown column `{item['found']}` "
+            "found: renamed?",
+            row,
+        )
+    if item["kind"] == "retyped":
+        values, failing = int(item["values"]), int(item["failing"])
+        severity = gates.schema_drift
+        note = ""
+        if values < gates.min_rows and failing < values:
+            severity, note = WARN, f"; only {values} values (< {gates.min_rows}), so a warning"
+        examples = ", ".join(repr(v) for v in item.get("examples") or [])
+        return (
+            severity,
+            f"{path}: column `{item['column']}` retyped: expected {item['expected']}, found "
+            f"{item['found']} ({failing} of {values} non-empty values do not cast"
+            + (f", e.g. {examples}" if examples else "")
+            + f"){note}",
+            row,
+        )
+    columns = ", ".join(f"`{c}`" for c in item["columns"])
+    return (WARN, f"{path}: unknown column(s) {columns} kept in _extra", row)

@@ -9,6 +9,8 @@ from dataclasses import dataclass, field
 from datetime import date
 from pathlib import Path
 
+from warehouse.sources import GATE_POLICIES, SOURCES, LandingGates
+
 REPO_ROOT = Path(__file__).resolve().parent.parent
 DBT_PROJECT_DIR = REPO_ROOT / "dbt_project"
 PURPOSES = ("analytics", "personalization", "ad_targeting", "third_party_sharing")
@@ -59,6 +61,57 @@ def _int(env: dict[str, str], name: str, default: int, lo: int) -> int:
     return value
 
 
+# Landing gates: setting -> LandingGates field. Each applies to every source, and
+# `<SETTING>_<SOURCE>` (e.g. MICROSEG_REJECTED_FILE_POLICY_WEB=warn) overrides it for one source.
+GATE_SETTINGS = {
+    "MICROSEG_REJECTED_FILE_POLICY": "rejected_file",
+    "MICROSEG_SCHEMA_DRIFT_POLICY": "schema_drift",
+    "MICROSEG_QUARANTINE_WARN_SHARE": "quarantine_warn_share",
+    "MICROSEG_QUARANTINE_ERROR_SHARE": "quarantine_error_share",
+    "MICROSEG_GATE_MIN_ROWS": "min_rows",
+}
+
+
+def _gate_value(env: dict[str, str], name: str, field_name: str, default):
+    if field_name in ("rejected_file", "schema_drift"):
+        raw = (env.get(name) or "").strip().lower()
+        if not raw:
+            return default
+        if raw not in GATE_POLICIES:
+            raise SettingsError(f"{name}={raw!r} must be one of {', '.join(GATE_POLICIES)}")
+        return raw
+    if field_name == "min_rows":
+        return _int(env, name, default, 1)
+    return _float(env, name, default, 0.0, 1.0)
+
+
+def _landing_gates(env: dict[str, str]) -> dict[str, LandingGates]:
+    """Each source's landing gates: the general setting, then the source's own override."""
+    for key in env:
+        for base in GATE_SETTINGS:
+            suffix = key[len(base) + 1 :]
+            if key.startswith(base + "_") and suffix.lower() not in SOURCES:
+                raise SettingsError(
+                    f"{key}: {suffix!r} is not a landing source; per-source settings end in "
+                    + ", ".join(s.upper() for s in SOURCES)
+                )
+    defaults = LandingGates()
+    gates = {}
+    for source in SOURCES:
+        values = {}
+        for base, field_name in GATE_SETTINGS.items():
+            value = _gate_value(env, base, field_name, getattr(defaults, field_name))
+            values[field_name] = _gate_value(env, f"{base}_{source.upper()}", field_name, value)
+        if values["quarantine_warn_share"] > values["quarantine_error_share"]:
+            raise SettingsError(
+                f"{source}: the quarantine warn share {values['quarantine_warn_share']} is above "
+                f"its error share {values['quarantine_error_share']} "
+                "(MICROSEG_QUARANTINE_WARN_SHARE / MICROSEG_QUARANTINE_ERROR_SHARE)"
+            )
+        gates[source] = LandingGates(**values)
+    return gates
+
+
 @dataclass(frozen=True)
 class Settings:
     landing_dir: Path
@@ -87,6 +140,10 @@ class Settings:
     identity_retrain: bool = False
     identity_blocklist: tuple[str, ...] = ()
     identity_overrides: Path | None = None
+    # per landing source: how its files' gates judge them (rejected files, quarantine, drift)
+    landing_gates: dict[str, LandingGates] = field(
+        default_factory=lambda: {s: LandingGates() for s in SOURCES}
+    )
 
     @property
     def dbt_executable(self) -> str:
@@ -186,4 +243,5 @@ def load_settings(env: dict[str, str] | None = None) -> Settings:
             if v.strip()
         ),
         identity_overrides=_path(env, "MICROSEG_IDENTITY_OVERRIDES", "data/identity_overrides.csv"),
+        landing_gates=_landing_gates(env),
     )

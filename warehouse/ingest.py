@@ -8,9 +8,12 @@ loaded in one transaction with its `raw.load_ledger` row, so a crash never leave
 from __future__ import annotations
 
 import csv
+import difflib
 import gzip
 import hashlib
+import json
 import os
+import re
 import tempfile
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -22,7 +25,7 @@ from typing import Any
 import duckdb
 
 from warehouse.erasure import drop_suppressed
-from warehouse.sources import SOURCES, Column, SourceSpec
+from warehouse.sources import RENAMED_SIMILARITY, RETYPED_SHARE, SOURCES, Column, SourceSpec
 
 __all__ = ["SOURCES", "FileResult", "LoadResult", "ensure_raw_schema", "load_source"]
 
@@ -53,6 +56,10 @@ LEDGER_COLUMNS = (
     ("rows_read", "BIGINT"),
     # rows read but dropped because they carry a key on the erasure suppression list
     ("rows_suppressed", "BIGINT"),
+    # the file's columns against its source's: JSON list of findings (see `_schema_drift`)
+    ("schema_drift", "VARCHAR"),
+    # the orchestrator's run that loaded this version (warnings are reported in that run only)
+    ("run_id", "VARCHAR"),
 )
 FORMATS = {".csv": "csv", ".jsonl": "jsonl", ".ndjson": "jsonl", ".parquet": "parquet"}
 _CHUNK = 1 << 20
@@ -100,6 +107,8 @@ class FileResult:
     replaced: bool = False  # a new version of a path loaded before
     rows_read: int | None = None  # None for a rejected file
     rows_suppressed: int = 0  # dropped: an erased person's record delivered again
+    # unknown, renamed and retyped columns of a loaded file (ledger `schema_drift`)
+    schema_drift: list[dict[str, Any]] = field(default_factory=list)
 
 
 @dataclass
@@ -206,6 +215,7 @@ class _Stage:
     json: bool
     row_expr: str = "s._row_number"  # SQL for the 1-based data row number
     malformed: int = 0  # rows in the malformed table (lines the reader could not split)
+    types: list[str] | None = None  # the file's own column types (Parquet); None: all text
 
 
 def _drop_temp(con: duckdb.DuckDBPyConnection) -> None:
@@ -489,7 +499,7 @@ def _stage_parquet(con: duckdb.DuckDBPyConnection, path: Path) -> _Stage:
         """,
         {"path": str(path)},
     )
-    return _Stage(names=[n for n, _ in described], json=False)
+    return _Stage(names=[n for n, _ in described], json=False, types=[str(t) for _, t in described])
 
 
 def _typed(col: Column, b: str) -> str:
@@ -700,21 +710,143 @@ def _stage_path(
     return stage
 
 
+def _name_key(name: str) -> str:
+    return re.sub(r"[^a-z0-9]", "", name.strip().lower())
+
+
+def _similarity(known: str, found: str) -> float:
+    a, b = _name_key(known), _name_key(found)
+    if not a or not b:
+        return 0.0
+    if min(len(a), len(b)) >= 3 and (a in b or b in a):
+        return 1.0
+    return difflib.SequenceMatcher(None, a, b).ratio()
+
+
+def _columns_of(spec: SourceSpec, names: list[str]) -> tuple[list[str], list[str]]:
+    """(known columns the file lacks, the file's unknown columns with a name) in spec/file order."""
+    present = {n.strip().lower() for n in names}
+    known = {c.name for c in spec.columns}
+    missing = [c.name for c in spec.columns if c.name not in present]
+    unknown = [n for n in names if n.strip() and n.strip().lower() not in known]
+    return missing, list(dict.fromkeys(unknown))
+
+
+def _renamed_pairs(missing: list[str], unknown: list[str]) -> list[tuple[str, str]]:
+    """(known column, unknown column) pairs where the unknown one likely replaces the known one:
+    names at least RENAMED_SIMILARITY alike (or one holding the other), best pairs first, each
+    column in one pair at most."""
+    scored = sorted(
+        (
+            (-_similarity(m, u), i, j)
+            for i, m in enumerate(missing)
+            for j, u in enumerate(unknown)
+            if _similarity(m, u) >= RENAMED_SIMILARITY
+        ),
+    )
+    pairs: dict[int, int] = {}
+    used: set[int] = set()
+    for _, i, j in scored:
+        if i not in pairs and j not in used:
+            pairs[i] = j
+            used.add(j)
+    return [(missing[i], unknown[j]) for i, j in sorted(pairs.items())]
+
+
 def _check_required_columns(spec: SourceSpec, stage: _Stage, rel: str) -> None:
     """Reject the file when a required column is missing, naming file, column and a likely cause."""
-    present = {n.strip().lower() for n in stage.names}
-    missing = [c for c in spec.required if c not in present]
+    missing_known, unknown = _columns_of(spec, stage.names)
+    missing = [c for c in spec.required if c in missing_known]
     if not missing:
         return
-    message = f"{rel}: missing required column(s) {', '.join(missing)}"
-    known = {c.name for c in spec.columns}
-    unknown = [n for n in stage.names if n.strip().lower() not in known]
+    plural = "s" if len(missing) > 1 else ""
+    message = f"{rel}: missing required column{plural} {', '.join(missing)}"
+    renamed = [(m, u) for m, u in _renamed_pairs(missing_known, unknown) if m in missing]
     if len(stage.names) == 1 and any(d in stage.names[0] for d in ";\t|"):
         message += f"; the header is one column {stage.names[0][:80]!r}: wrong delimiter (use ',')?"
+    elif renamed:
+        message += "; " + "; ".join(
+            f"column `{m}` missing, unknown column `{u[:40]}` found: renamed?" for m, u in renamed
+        )
     elif unknown:
         shown = ", ".join(repr(n[:40]) for n in unknown[:5])
         message += f"; unknown column(s) {shown} (renamed?)"
     raise _Rejected(message)
+
+
+def _schema_drift(
+    con: duckdb.DuckDBPyConnection, spec: SourceSpec, stage: _Stage
+) -> list[dict[str, Any]]:
+    """How a loadable file's columns differ from its source's: known columns renamed (missing,
+    with a like-named unknown column), other unknown columns (kept in `_extra`), and typed columns
+    whose non-empty values mostly do not cast (retyped)."""
+    missing, unknown = _columns_of(spec, stage.names)
+    renamed = _renamed_pairs(missing, unknown)
+    findings: list[dict[str, Any]] = [
+        {"kind": "renamed", "column": m, "found": u} for m, u in renamed
+    ]
+    replaced = {u for _, u in renamed}
+    rest = [u for u in unknown if u not in replaced]
+    if rest:
+        findings.append({"kind": "unknown", "columns": rest})
+    return findings + _retyped(con, spec, stage)
+
+
+def _retyped(con: duckdb.DuckDBPyConnection, spec: SourceSpec, stage: _Stage) -> list[dict]:
+    by_name: dict[str, list[int]] = {}
+    for i, name in enumerate(stage.names):
+        by_name.setdefault(name.strip().lower(), []).append(i)
+    typed = [
+        (c, by_name[c.name]) for c in spec.columns if c.type != "VARCHAR" and c.name in by_name
+    ]
+    if not typed:
+        return []
+    blanked = ", ".join(
+        f"nullif(trim(coalesce({', '.join(f's.c{i}' for i in idx)})), '') as b{k}"
+        for k, (_, idx) in enumerate(typed)
+    )
+    counts = ", ".join(
+        f"count(b{k}), count(*) filter (where b{k} is not null and {_typed(c, f'b{k}')} is null)"
+        for k, (c, _) in enumerate(typed)
+    )
+    row = con.execute(f"select {counts} from (select {blanked} from {_STAGE} s)").fetchone()
+    findings = []
+    for k, (c, idx) in enumerate(typed):
+        values, failing = int(row[2 * k]), int(row[2 * k + 1])
+        if not failing or failing < RETYPED_SHARE * values:
+            continue
+        failing_values = f"""
+            select b{k} from (select {blanked} from {_STAGE} s)
+            where b{k} is not null and {_typed(c, f"b{k}")} is null limit 200
+        """
+        sample = [r[0] for r in con.execute(failing_values).fetchall()]
+        found = stage.types[idx[0]] if stage.types else _text_type(con, sample)
+        findings.append(
+            {
+                "kind": "retyped",
+                "column": c.name,
+                "expected": c.type,
+                "found": found,
+                "values": values,
+                "failing": failing,
+                "examples": [v[:40] for v in dict.fromkeys(sample)][:3],
+            }
+        )
+    return findings
+
+
+def _text_type(con: duckdb.DuckDBPyConnection, values: list[str]) -> str:
+    """The narrowest raw type every one of `values` (text that failed its column's cast) casts to,
+    with the casts ingest itself uses; VARCHAR when none."""
+    for candidate in ("BIGINT", "DOUBLE", "BOOLEAN", "DATE", "TIMESTAMP"):
+        ok = con.execute(
+            f"select bool_and({_typed(Column('x', candidate), 'x')} is not null) "
+            "from (select unnest($v::varchar[]) as x)",
+            {"v": values},
+        ).fetchone()[0]
+        if ok:
+            return candidate
+    return "VARCHAR"
 
 
 def _insert_file(
@@ -799,11 +931,12 @@ def _ledger_row(
     source: str,
     result: FileResult,
     loaded_at: datetime,
+    run_id: str | None = None,
 ) -> None:
     names = ", ".join(_ident(n) for n, _ in LEDGER_COLUMNS)
     con.execute(
         f"insert into raw.load_ledger ({names}) "
-        "values ($s, $p, $h, $l, $q, $st, $m, $at, $r, $sup)",
+        "values ($s, $p, $h, $l, $q, $st, $m, $at, $r, $sup, $drift, $run)",
         {
             "s": source,
             "p": result.path,
@@ -815,6 +948,8 @@ def _ledger_row(
             "at": loaded_at,
             "r": result.rows_read,
             "sup": result.rows_suppressed,
+            "drift": json.dumps(result.schema_drift) if result.schema_drift else None,
+            "run": run_id,
         },
     )
 
@@ -824,8 +959,11 @@ def load_source(
     source: str,
     landing_root: str | Path,
     run_date: date,
+    run_id: str | None = None,
 ) -> LoadResult:
-    """Load new or changed files of `<landing_root>/<source>/` into `raw`; idempotent."""
+    """Load new or changed files of `<landing_root>/<source>/` into `raw`; idempotent.
+
+    `run_id` (the orchestrator's run) is recorded on each ledger row this call writes."""
     spec = _spec(source)
     ensure_raw_schema(con)
     result = LoadResult(source=source)
@@ -852,6 +990,8 @@ def load_source(
                 message = str(exc) if isinstance(exc, _Rejected) else f"{rel}: {exc}"
                 outcome = FileResult(rel, "rejected", sha, message=message.splitlines()[0])
                 stage = None
+            if stage is not None:
+                outcome.schema_drift = _schema_drift(con, spec, stage)
             con.execute("begin transaction")
             try:
                 if outcome.status == "loaded":
@@ -869,7 +1009,7 @@ def load_source(
                     if stage is None:
                         outcome.message = "empty file: no rows to load"
                 # A rejected new version leaves what the path loaded before in place.
-                _ledger_row(con, source, outcome, loaded_at)
+                _ledger_row(con, source, outcome, loaded_at, run_id)
                 con.execute("commit")
             except BaseException:
                 con.execute("rollback")

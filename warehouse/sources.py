@@ -9,6 +9,42 @@ from dataclasses import dataclass, field
 
 RAW_TYPES = frozenset({"VARCHAR", "INTEGER", "BIGINT", "DOUBLE", "BOOLEAN", "DATE", "TIMESTAMP"})
 
+# Landing gates (the checks on each `raw/<source>` asset, docs/internals.md "Quality").
+GATE_POLICIES = ("error", "warn")
+# A typed column whose non-empty values fail to cast at least this often was delivered retyped.
+RETYPED_SHARE = 0.5
+# Two column names this similar (difflib ratio of their letters and digits), or one holding the
+# other, are a known column that went missing and an unknown one in its place: renamed?
+RENAMED_SIMILARITY = 0.75
+
+
+@dataclass(frozen=True)
+class LandingGates:
+    """How the landing gates of one source judge its files (settings, per source overridable).
+
+    `rejected_file` / `schema_drift`: severity of a rejected file / of a renamed or retyped
+    column ('error' blocks the run, 'warn' reports it once, in the run that loads the file).
+    A file's quarantined share above `quarantine_warn_share` warns, above
+    `quarantine_error_share` fails; the failure (and a retyped column's) needs at least `min_rows`
+    rows (non-empty values), or all of them broken, else it warns: a 3-row test file with one bad
+    row does not block a run, a wholly broken file does.
+    """
+
+    rejected_file: str = "error"
+    schema_drift: str = "error"
+    quarantine_warn_share: float = 0.05
+    quarantine_error_share: float = 0.25
+    min_rows: int = 20
+
+    def __post_init__(self) -> None:
+        for name in ("rejected_file", "schema_drift"):
+            if getattr(self, name) not in GATE_POLICIES:
+                raise ValueError(f"{name} must be one of {GATE_POLICIES}")
+        if not 0 <= self.quarantine_warn_share <= self.quarantine_error_share <= 1:
+            raise ValueError("need 0 <= quarantine_warn_share <= quarantine_error_share <= 1")
+        if self.min_rows < 1:
+            raise ValueError("min_rows must be at least 1")
+
 
 @dataclass(frozen=True)
 class Column:

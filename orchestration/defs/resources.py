@@ -18,6 +18,7 @@ from pydantic import PrivateAttr
 from orchestration.settings import DBT_PROJECT_DIR, Settings, load_settings
 from warehouse import audit
 from warehouse.connection import configure_connection
+from warehouse.sources import LandingGates
 
 LOCK_WAIT_S = 60.0  # default wait for another writer (MICROSEG_LOCK_WAIT_S)
 
@@ -119,6 +120,12 @@ class WarehouseResource(dg.ConfigurableResource):
     identity_overrides: str | None = None
     run_lock_wait_s: float = LOCK_WAIT_S
     max_segment_share: float = 0.95
+    # landing gates per source (LandingGates fields); a source not listed keeps the default
+    rejected_file_policy: dict[str, str] = {}
+    schema_drift_policy: dict[str, str] = {}
+    quarantine_warn_share: dict[str, float] = {}
+    quarantine_error_share: dict[str, float] = {}
+    gate_min_rows: dict[str, int] = {}
     _lock_wait_s: float = PrivateAttr(default=30.0)
     _run_lock: WarehouseLock | None = PrivateAttr(default=None)
 
@@ -158,6 +165,19 @@ class WarehouseResource(dg.ConfigurableResource):
         finally:
             con.close()
 
+    def landing_gates(self, source: str) -> LandingGates:
+        """How the landing gates judge `source`'s files (settings, defaults where unset)."""
+        d = LandingGates()
+        return LandingGates(
+            rejected_file=self.rejected_file_policy.get(source, d.rejected_file),
+            schema_drift=self.schema_drift_policy.get(source, d.schema_drift),
+            quarantine_warn_share=self.quarantine_warn_share.get(source, d.quarantine_warn_share),
+            quarantine_error_share=self.quarantine_error_share.get(
+                source, d.quarantine_error_share
+            ),
+            min_rows=self.gate_min_rows.get(source, d.min_rows),
+        )
+
     def run_date(self) -> date:
         return datetime.now(UTC).date()
 
@@ -175,6 +195,17 @@ class WarehouseResource(dg.ConfigurableResource):
             """
         ).fetchone()
         return row[0] if row and row[0] else self.run_date()
+
+
+def _gate_config(settings: Settings) -> dict[str, dict]:
+    gates = settings.landing_gates
+    return {
+        "rejected_file_policy": {s: g.rejected_file for s, g in gates.items()},
+        "schema_drift_policy": {s: g.schema_drift for s, g in gates.items()},
+        "quarantine_warn_share": {s: g.quarantine_warn_share for s, g in gates.items()},
+        "quarantine_error_share": {s: g.quarantine_error_share for s, g in gates.items()},
+        "gate_min_rows": {s: g.min_rows for s, g in gates.items()},
+    }
 
 
 def build_resources(settings: Settings | None = None) -> dict:
@@ -205,6 +236,7 @@ def build_resources(settings: Settings | None = None) -> dict:
             identity_overrides=str(settings.identity_overrides)
             if settings.identity_overrides
             else None,
+            **_gate_config(settings),
         ),
         "dbt": DbtCliResource(
             project_dir=str(DBT_PROJECT_DIR),

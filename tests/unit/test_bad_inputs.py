@@ -73,7 +73,7 @@ CASES: dict[str, Case] = {
             )
         },
         [],
-        rejected=["pos/semi.csv", "missing required column(s) transaction_id", "wrong delimiter"],
+        rejected=["pos/semi.csv", "missing required columns transaction_id", "wrong delimiter"],
     ),
     "non-UTF-8 bytes in a row": Case(
         {
@@ -116,7 +116,7 @@ CASES: dict[str, Case] = {
             )
         },
         [],
-        rejected=["pos/noprice.csv", "missing required column(s) unit_price"],
+        rejected=["pos/noprice.csv", "missing required column unit_price"],
     ),
     "renamed required column": Case(
         {"pos/renamed.csv": pos_file(*GOOD, header=POS.replace("transaction_id", "txn_id"))},
@@ -260,7 +260,7 @@ CASES: dict[str, Case] = {
             ).encode()
         },
         [],
-        rejected=["web/nokey.jsonl", "missing required column(s) anonymous_id"],
+        rejected=["web/nokey.jsonl", "missing required column anonymous_id"],
         source="web",
     ),
 }

@@ -12,13 +12,16 @@ def _ingest_asset(source: str) -> dg.AssetsDefinition:
         group_name="raw",
         kinds={"duckdb"},
         description=f"Rows of the `{source}/` landing folder, typed; rejected rows in "
-        f"raw.{source}_quarantine. Incremental by file (raw.load_ledger); its gate proves rows "
-        "read = rows loaded + rows quarantined per file.",
+        f"raw.{source}_quarantine. Incremental by file (raw.load_ledger); its gates prove rows "
+        "read = rows loaded + rows quarantined per file and judge each file: rejected, share "
+        "quarantined, renamed, retyped or unknown columns.",
     )
     def _asset(context: dg.AssetExecutionContext, warehouse: WarehouseResource):
         with warehouse.connect() as con:
             ensure_raw_schema(con)
-            result = load_source(con, source, warehouse.landing_dir, warehouse.run_date())
+            result = load_source(
+                con, source, warehouse.landing_dir, warehouse.run_date(), run_id=context.run_id
+            )
             total = con.execute(f"select count(*) from raw.{source}").fetchone()[0]
             quarantined = con.execute(f"select count(*) from raw.{source}_quarantine").fetchone()[0]
         for path, message in result.files_rejected:

@@ -8,7 +8,10 @@ which Dagster shows but does not block on.
 import dagster as dg
 
 from expectations import validate
+from expectations.runner import validate_landing
+from expectations.sql_checks import LANDING_CHECKS
 from orchestration.defs.resources import WarehouseResource
+from warehouse.ingest import SOURCES, discover_files
 
 # Table -> asset key; staging views and marts share their dbt asset keys ([schema, name]).
 GATED_TABLES = [
@@ -135,3 +138,76 @@ def _gx_check(table: str) -> dg.AssetChecksDefinition:
 
 
 gx_checks = [_gx_check(table) for table in GATED_TABLES]
+
+
+LANDING_CHECK_DESCRIPTIONS = {
+    "rejected_files": "no file of the source is rejected (a missing required column, an "
+    "unreadable file); per source, a rejection can be set to warn",
+    "quarantine_share": "no file has more of its rows quarantined than the warn / error share "
+    "(the error needs the file to have the minimum rows, or every row quarantined)",
+    "schema_drift": "no known column renamed or retyped (error, or warn per source); unknown "
+    "columns, kept in _extra, warn in the run that loads the file",
+}
+MAX_DESCRIPTION = 2000
+
+
+def _landing_description(result) -> str:
+    """One line: every finding, errors first, so the run summary prints it whole."""
+    if result.success:
+        return f"{result.observed['files_checked']} files checked: nothing to report"
+    parts = [
+        f"[{f['severity']}] {f['finding']}" if f["severity"] != "error" else f["finding"]
+        for f in result.failing_examples
+    ]
+    text = "; ".join(parts)
+    if len(text) > MAX_DESCRIPTION:
+        text = text[: MAX_DESCRIPTION - 40].rsplit("; ", 1)[0] + f"; … {len(parts)} findings in all"
+    return text
+
+
+def _landing_check(source: str) -> dg.AssetChecksDefinition:
+    key = dg.AssetKey(["raw", source])
+
+    @dg.multi_asset_check(
+        name=f"landing_gates_{source}",
+        specs=[
+            dg.AssetCheckSpec(name, asset=key, blocking=True, description=description)
+            for name, description in LANDING_CHECK_DESCRIPTIONS.items()
+        ],
+        description=f"the files of the `{source}/` landing folder, judged by their current "
+        "version in raw.load_ledger",
+    )
+    def _check(context: dg.AssetCheckExecutionContext, warehouse: WarehouseResource):
+        present = [rel for rel, _ in discover_files(warehouse.landing_dir, source)]
+        with warehouse.connect() as con:
+            results = validate_landing(
+                con,
+                source,
+                warehouse.landing_gates(source),
+                present=present,
+                run_id=context.run.run_id,
+            )
+        for name in LANDING_CHECKS:
+            result = results[name]
+            errors = result.observed["errors"]
+            yield dg.AssetCheckResult(
+                asset_key=key,
+                check_name=name,
+                passed=result.success,
+                # an error blocks everything downstream; warnings alone show, not block
+                severity=dg.AssetCheckSeverity.ERROR if errors else dg.AssetCheckSeverity.WARN,
+                description=_landing_description(result),
+                metadata={
+                    "files_checked": result.observed["files_checked"],
+                    "errors": errors,
+                    "warnings": result.observed["warnings"],
+                    "findings": dg.MetadataValue.json(result.failing_examples),
+                },
+            )
+
+    return _check
+
+
+landing_checks = [_landing_check(source) for source in SOURCES]
+# Every gate of this module; definitions.py registers gx_checks.
+gx_checks = [*gx_checks, *landing_checks]
