@@ -26,6 +26,7 @@ import time
 from pathlib import Path
 
 from bench import landing_dir
+from bench.splink_baseline import splink_baseline_identity_map
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 IDENTITY_SOURCES = ("crm", "pos", "web", "consent")
@@ -176,7 +177,7 @@ def main(argv: list[str] | None = None) -> dict:
     if args.from_snapshot:
         shutil.copyfile(args.from_snapshot, warehouse)
         with connect() as con:
-            as_of = con.execute(AS_OF_SQL).fetchall()[0][0]
+            as_of = con.execute(AS_OF_SQL).fetchall()[0][0] or settings.as_of or _today()
         cpu_started[0] = _cpu_seconds()
     else:
         t0 = time.perf_counter()
@@ -186,7 +187,7 @@ def main(argv: list[str] | None = None) -> dict:
             for source in IDENTITY_SOURCES:
                 result = load_source(con, source, str(landing), settings.as_of or _today())
                 rows[source] = result.rows_loaded
-            as_of = con.execute(AS_OF_SQL).fetchall()[0][0]
+            as_of = con.execute(AS_OF_SQL).fetchall()[0][0] or settings.as_of or _today()
         stage("ingest crm/pos/web/consent", t0, rows=rows)
 
         t0 = time.perf_counter()
@@ -235,7 +236,7 @@ def main(argv: list[str] | None = None) -> dict:
     if not args.skip_splink_only:
         t0 = time.perf_counter()
         with connect() as con:
-            timings = matching.splink_only_identity_map(
+            timings = splink_baseline_identity_map(
                 con, "main.splink_only_map", threshold=settings.identity_match_threshold
             )
             identity_eval.load_truth(con, landing / "_truth" / "identity.csv", "bench_truth")

@@ -3,6 +3,7 @@ on hand-made inputs."""
 
 from __future__ import annotations
 
+import json
 import math
 from datetime import date, timedelta
 from pathlib import Path
@@ -63,11 +64,38 @@ def test_normalisation_of_names_addresses_and_nicknames(con):
 
 def test_settings_hash_is_stable_and_blocking_rules_are_tractable():
     assert matching.settings_hash() == matching.settings_hash()
-    for rule in matching.PREDICTION_BLOCKING_RULES:
-        # every rule pins a selective key: postcode, birth date or a contact value
-        assert any(key in rule for key in ("postcode", "dob", "email", "phone"))
     columns = [c["output_column_name"] for c in matching.comparisons()]
     assert tuple(columns) == matching.COMPARISON_COLUMNS
+
+
+def test_blocking_rules_are_chosen_by_their_counted_comparisons(monkeypatch):
+    con = duckdb.connect()
+    # 40 records: all share one last name and city, birth dates in pairs, two swapped names
+    con.execute(
+        "create table t as select 'n' || i as record_node, 'smith' as last_name, "
+        "'f' || (i % 20) as first_key, 'f' || (i % 20) as first_name, "
+        "'x' || (i % 20) as first_initial, date '1980-01-01' + (i // 2)::int as dob, "
+        "'springfield' as city, null::varchar as postcode, null::varchar as street_address, "
+        "null::varchar as email, null::varchar as phone from range(40) as r(i)"
+    )
+    con.execute("update t set first_name = 'smith', last_name = 'f1' where record_node = 'n0'")
+    for keys in matching.PREDICTION_BLOCKING_CANDIDATES:
+        rule = matching.blocking_rule_sql(keys)
+        brute = con.execute(
+            f"select count(*) from t as l, t as r where l.record_node < r.record_node and {rule}"
+        ).fetchall()[0][0]
+        counted = matching.rule_comparisons(con, "t", keys)
+        # ordered pairs halved: exact for same-column keys, an estimate for swapped names
+        assert abs(counted - brute) <= 1, (rule, counted, brute)
+    monkeypatch.setattr(matching, "MIN_COMPARISONS", 0)
+    monkeypatch.setattr(matching, "COMPARISONS_PER_RECORD", 10)
+    chosen, report = matching.choose_blocking_rules(con, "t", 40)
+    by_rule = {row["rule"]: row for row in report}
+    assert "l.dob = r.dob" in chosen  # 20 pairs
+    assert "l.last_name = r.last_name" not in chosen  # ~741 pairs: one block
+    assert "l.city = r.city" not in chosen
+    assert sum(by_rule[r]["comparisons"] for r in chosen) <= 10 * 40
+    assert [r["rule"] for r in report] == list(matching.PREDICTION_BLOCKING_RULES)
 
 
 def _cluster(edges, n_nodes, *, size=None, types=None, max_size=10, max_values=5, never=()):
@@ -339,3 +367,81 @@ def test_settings_hash_covers_term_frequencies_and_the_em_floor(monkeypatch):
     monkeypatch.undo()
     monkeypatch.setattr(matching, "_EM_FLOOR", 1e-7)
     assert matching.settings_hash() != current
+
+
+def _model_run_rows(con) -> list[dict]:
+    rows = con.execute(
+        "select version, metrics from ml.model_runs where model_name = ? order by trained_at",
+        [matching.MODEL_NAME],
+    ).fetchall()
+    return [{"version": v, **json.loads(m)} for v, m in rows]
+
+
+def _distinct_people(n: int, duplicated: int = 0) -> list[tuple]:
+    """`n` records of different people, the first `duplicated` of them twice (same values)."""
+    people = [_person(i) for i in range(n - duplicated)]
+    people += people[:duplicated]
+    return [(f"crm:crm:{k}", *p) for k, p in enumerate(people)]
+
+
+@pytest.mark.parametrize("n_records", [3, 20, 50])
+def test_too_little_data_to_train_falls_back_to_starting_parameters_and_says_so(con, n_records):
+    # 50 different people: no EM session has a pair (Splink raises EMTrainingException)
+    _records(con, _distinct_people(n_records, duplicated=1))
+    result = matching.match_records(con, as_of=date(2026, 6, 30))
+    assert result.status == "fallback" and not result.trained
+    assert result.model_version.endswith(".untrained")
+    assert any("starting parameters" in w for w in result.warnings), result.warnings
+    # the one duplicate is still found with the starting parameters
+    edges = con.execute(
+        f"select left_record_node, right_record_node from {matching.EDGES_TABLE}"
+    ).fetchall()
+    assert edges == [("crm:crm:0", f"crm:crm:{n_records - 1}")]
+    (row,) = _model_run_rows(con)
+    assert row["status"] == "fallback" and row["reason"] and row["records"] == n_records
+    assert row["model_used"] == result.model_version
+    # a re-run on the same data records nothing new
+    matching.match_records(con, as_of=date(2026, 6, 30))
+    assert len(_model_run_rows(con)) == 1
+
+
+def test_too_little_data_falls_back_to_the_last_trained_model(con):
+    _underflow_records(con)
+    trained = matching.match_records(con, as_of=date(2026, 6, 1))
+    assert trained.trained and trained.status == "trained"
+    con.execute("delete from staging.stg_crm__customers")
+    _records(con, _distinct_people(20, duplicated=2))
+    result = matching.match_records(con, retrain=True, as_of=date(2026, 6, 2))
+    assert result.status == "fallback" and result.model_version == trained.model_version
+    assert any(trained.model_version in w for w in result.warnings), result.warnings
+    assert result.edges == 2
+    statuses = [(r["status"], r.get("model_used")) for r in _model_run_rows(con)]
+    assert statuses == [("trained", None), ("fallback", trained.model_version)]
+    # a fallback row is never taken for a trained model
+    assert matching.load_stored_model(con, matching.settings_hash())[0] == trained.model_version
+
+
+@pytest.mark.parametrize("n_records", [0, 1])
+def test_fewer_than_two_records_skip_matching_with_a_recorded_reason(con, n_records):
+    if n_records:
+        _records(con, _distinct_people(n_records))
+    result = matching.match_records(con, as_of=date(2026, 6, 30))
+    assert result.status == "skipped" and result.edges == 0 and result.warnings
+    assert con.execute(f"select count(*) from {matching.EDGES_TABLE}").fetchall()[0][0] == 0
+    (row,) = _model_run_rows(con)
+    assert row["status"] == "skipped" and "nothing to match" in row["reason"]
+
+
+def test_two_records_of_one_person_are_matched_without_training(con):
+    _records(con, _distinct_people(2, duplicated=1))
+    result = matching.match_records(con)
+    assert result.status == "fallback" and result.edges == 1
+
+
+def test_no_crm_source_at_all_skips_matching_with_a_recorded_reason():
+    con = duckdb.connect()
+    result = matching.match_records(con)
+    assert result.status == "skipped" and "does not exist" in result.reason
+    assert con.execute(f"select count(*) from {matching.EDGES_TABLE}").fetchall()[0][0] == 0
+    (row,) = _model_run_rows(con)
+    assert row["status"] == "skipped"

@@ -83,7 +83,8 @@ def identity_rules(context: dg.AssetExecutionContext, warehouse: WarehouseResour
     description="Splink matches between CRM records that share no exact key (names, birth "
     "date, address, fuzzy email/phone), above MICROSEG_IDENTITY_MATCH_THRESHOLD, with their "
     "evidence. The model is stored in ml.model_runs (identity_matching) and reused until the "
-    "settings change or MICROSEG_IDENTITY_RETRAIN is set.",
+    "settings change or MICROSEG_IDENTITY_RETRAIN is set. Data too small to train falls back to "
+    "the last trained model (else the starting parameters), warns, and records a fallback row.",
 )
 def identity_match_edges(context: dg.AssetExecutionContext, warehouse: WarehouseResource):
     with warehouse.connect() as con:
@@ -108,6 +109,11 @@ def identity_match_edges(context: dg.AssetExecutionContext, warehouse: Warehouse
             "conflicting_edges": int(conflicts),
             "model_version": result.model_version or "",
             "trained": result.trained,
+            # trained, reused (the stored model of these settings), fallback (too little data
+            # to train: the last trained model, else the starting parameters) or skipped
+            "status": result.status,
+            "reason": result.reason,
+            "warnings": dg.MetadataValue.json(list(result.warnings)),
             "matching": dg.MetadataValue.json(_json_safe(meta)),
         }
     )
