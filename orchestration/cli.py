@@ -15,14 +15,18 @@ def _cmd_generate(args: argparse.Namespace) -> int:
     from synthetic import generate
 
     started = time.monotonic()
-    summary = generate(
-        args.out,
-        customers=args.customers,
-        days=args.days,
-        end_date=args.end_date,
-        seed=args.seed,
-        sources=args.sources.split(",") if args.sources else None,
-    )
+    try:
+        summary = generate(
+            args.out,
+            customers=args.customers,
+            days=args.days,
+            end_date=args.end_date,
+            seed=args.seed,
+            sources=[s.strip() for s in args.sources.split(",")] if args.sources else None,
+        )
+    except ValueError as exc:
+        print(f"microseg generate: {exc}", file=sys.stderr)
+        return EXIT_CANNOT_RUN
     print(
         f"wrote a landing zone to {Path(args.out).resolve()} in {time.monotonic() - started:.1f}s"
     )

@@ -455,6 +455,41 @@ def test_small_populations_and_quiet_days_generate(tmp_path, customers, days, se
         assert len(list(csv.DictReader(handle))) == customers
 
 
+def _rows(path: Path) -> list[dict]:
+    with open(path, newline="") as handle:
+        return list(csv.DictReader(handle))
+
+
+@pytest.mark.parametrize("sources", [["crm"], ["pos"], ["web", "consent"]])
+def test_sources_keep_only_those_folders_with_unchanged_data_and_matching_truth(
+    tmp_path, sources
+):
+    full = tmp_path / "full"
+    part = tmp_path / "part"
+    generate(full, customers=120, days=20, seed=4)
+    summary = generate(part, customers=120, days=20, seed=4, sources=sources)
+    landed = sorted(p.name for p in part.iterdir() if not p.name.startswith("_"))
+    assert landed == sorted(sources) == sorted(summary["files"])
+    for source in sources:
+        for path in (full / source).rglob("*.*"):
+            assert (part / path.relative_to(full)).read_bytes() == path.read_bytes()
+    kinds = {"pos": "pos", "web": "web"}
+    kept = [
+        r
+        for r in _rows(full / "_truth" / "identity.csv")
+        if kinds.get(r["source_system"], "crm") in sources
+    ]
+    assert _rows(part / "_truth" / "identity.csv") == kept
+    people = {r["true_person_id"] for r in kept}
+    assert {r["true_person_id"] for r in _rows(part / "_truth" / "persons.csv")} == people
+    assert {r["source"] for r in _rows(part / "_truth" / "faults.csv")} <= set(sources)
+
+
+def test_unknown_source_is_refused(tmp_path):
+    with pytest.raises(ValueError, match="unknown sources"):
+        generate(tmp_path / "zone", customers=5, days=2, sources=["crm", "ledger"])
+
+
 # --- identities: realistic names and the errors of secondary CRM records -----------------------
 
 NAMES_SEED = 5
