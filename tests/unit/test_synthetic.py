@@ -461,9 +461,7 @@ def _rows(path: Path) -> list[dict]:
 
 
 @pytest.mark.parametrize("sources", [["crm"], ["pos"], ["web", "consent"]])
-def test_sources_keep_only_those_folders_with_unchanged_data_and_matching_truth(
-    tmp_path, sources
-):
+def test_sources_keep_only_those_folders_with_unchanged_data_and_matching_truth(tmp_path, sources):
     full = tmp_path / "full"
     part = tmp_path / "part"
     generate(full, customers=120, days=20, seed=4)
