@@ -8,6 +8,7 @@ from datetime import date
 from pathlib import Path
 
 import duckdb
+import pytest
 
 from tests.unit.test_dbt_identity import (
     META,
@@ -17,7 +18,9 @@ from tests.unit.test_dbt_identity import (
     build,
     create_identity_sources,
 )
+from warehouse.connection import configure_connection
 from warehouse.privacy import is_keyed_person_id, is_legacy_person_id
+from warehouse.publish import publish_snapshot
 
 KEY = b"test-key"  # the key build() hands dbt
 
@@ -147,3 +150,49 @@ def test_unkeyed_ids_are_re_keyed_once_with_lineage(tmp_path: Path):
     # a second run changes nothing
     build(path, tmp_path, as_of="2026-06-30")
     assert _state(path) == (registry, lineage, identity_map)
+
+
+def test_snapshot_keys_source_keys_and_withholds_unkeyed_ids(tmp_path: Path):
+    con = duckdb.connect(str(tmp_path / "warehouse.duckdb"))
+    configure_connection(con, KEY)
+    keyed, other, legacy = _keyed("crm:crm:C1"), _keyed("web:anon-2"), _unkeyed("web:anon-1")
+    con.execute("create schema marts; create schema ml")
+    con.execute(
+        "create table marts.identity_map as select * from (values "
+        "('crm', 'C1', ?), ('web', 'anon-1', ?), ('pos', 'T9', null)) "
+        "as t(source_system, source_key, person_id)",
+        [keyed, legacy],
+    )
+    con.execute(
+        "create table marts.person_id_lineage as select * from (values "
+        "(?, ?, 'rekey'), (?, ?, 'merge')) as t(old_person_id, new_person_id, change_type)",
+        [legacy, keyed, other, keyed],
+    )
+    con.execute(
+        "create table marts.identity_cuts as select 'crm:crm:C1' as source_node, "
+        "'email:abc' as target_node, 'cluster_size' as cut_reason"
+    )
+    report = publish_snapshot(con, tmp_path / "serving.duckdb")
+    assert report["keyed_columns"] == {
+        "marts.identity_map": ["source_key"],
+        "marts.identity_cuts": ["source_node", "target_node"],
+    }
+    assert report["withheld_rows"] == {"marts.identity_map": 1, "marts.person_id_lineage": 1}
+    snap = duckdb.connect(str(tmp_path / "serving.duckdb"), read_only=True)
+    digest = hmac.new(KEY, b"C1", hashlib.sha256).hexdigest()
+    assert snap.execute("select * from marts.identity_map order by 1").fetchall() == [
+        ("crm", digest, keyed),
+        ("pos", hmac.new(KEY, b"T9", hashlib.sha256).hexdigest(), None),
+    ]
+    assert snap.execute("select * from marts.person_id_lineage").fetchall() == [
+        (other, keyed, "merge")
+    ]
+    node = hmac.new(KEY, b"crm:crm:C1", hashlib.sha256).hexdigest()
+    assert snap.execute("select source_node from marts.identity_cuts").fetchall() == [(node,)]
+    snap.close()
+    # without the key on the connection nothing is published in clear: the publish fails
+    con.execute("reset variable hmac_ipad")
+    con.execute("reset variable hmac_opad")
+    with pytest.raises(RuntimeError, match="no HMAC key"):
+        publish_snapshot(con, tmp_path / "other.duckdb")
+    assert not (tmp_path / "other.duckdb").exists()
