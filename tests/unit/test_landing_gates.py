@@ -311,6 +311,19 @@ def test_gate_settings_default_and_per_source_overrides(tmp_path):
     assert resource.landing_gates("web") == web and resource.landing_gates("pos") == pos
 
 
+def test_env_example_lists_the_gate_defaults(tmp_path):
+    from orchestration.settings import GATE_SETTINGS, REPO_ROOT, _dotenv
+
+    example = _dotenv(REPO_ROOT / ".env.example")
+    assert set(GATE_SETTINGS) <= set(example)
+    env = {
+        **{k: v for k, v in example.items() if k in GATE_SETTINGS},
+        "MICROSEG_WAREHOUSE": str(tmp_path / "w.duckdb"),
+        "MICROSEG_HMAC_KEY": "k",
+    }
+    assert set(load_settings(env).landing_gates.values()) == {DEFAULT}
+
+
 @pytest.mark.parametrize(
     ("name", "value", "match"),
     [
