@@ -587,6 +587,7 @@ def _build_load_sql(spec: SourceSpec, stage: _Stage) -> tuple[str, dict[str, Any
     types: list[tuple[str, str]] = []
     ranges: list[tuple[str, str]] = []
     values: list[tuple[str, str]] = []
+    casts: list[str] = []
     for c in spec.columns:
         v, b, p = (_ident(f"{k}_{c.name}") for k in ("v", "b", "p"))
         parsed.append(f"nullif(trim({v}), '') as {b}")
@@ -595,6 +596,10 @@ def _build_load_sql(spec: SourceSpec, stage: _Stage) -> tuple[str, dict[str, Any
             required.append((f"required:{c.name}", f"{b} is null"))
         if c.type != "VARCHAR" and not c.soft_range:
             types.append((f"type:{c.name}", f"{b} is not null and {p} is null"))
+        if c.type != "VARCHAR":
+            # per typed column: a value given, a value that does not cast (retyped columns)
+            casts.append(f"{b} is not null as {_ident('_cv_' + c.name)}")
+            casts.append(f"{b} is not null and {p} is null as {_ident('_cf_' + c.name)}")
         if c.type == "VARCHAR":
             value = v
             if c.default is not None:
@@ -633,7 +638,7 @@ def _build_load_sql(spec: SourceSpec, stage: _Stage) -> tuple[str, dict[str, Any
     sql = f"""
         select *, case {cases} end as _rule
         from (
-            select *, {", ".join(final)}, {flag_expr} as _flags
+            select *, {", ".join(final + casts)}, {flag_expr} as _flags
             from (
                 select *, {", ".join(parsed)}
                 from (
@@ -775,7 +780,10 @@ def _check_required_columns(spec: SourceSpec, stage: _Stage, rel: str) -> None:
 
 
 def _schema_drift(
-    con: duckdb.DuckDBPyConnection, spec: SourceSpec, stage: _Stage
+    con: duckdb.DuckDBPyConnection,
+    spec: SourceSpec,
+    stage: _Stage,
+    casts: dict[str, tuple[int, int]],
 ) -> list[dict[str, Any]]:
     """How a loadable file's columns differ from its source's: known columns renamed (missing,
     with a like-named unknown column), other unknown columns (kept in `_extra`), and typed columns
@@ -789,35 +797,30 @@ def _schema_drift(
     rest = [u for u in unknown if u not in replaced]
     if rest:
         findings.append({"kind": "unknown", "columns": rest})
-    return findings + _retyped(con, spec, stage)
+    return findings + _retyped(con, spec, stage, casts)
 
 
-def _retyped(con: duckdb.DuckDBPyConnection, spec: SourceSpec, stage: _Stage) -> list[dict]:
+def _retyped(
+    con: duckdb.DuckDBPyConnection,
+    spec: SourceSpec,
+    stage: _Stage,
+    casts: dict[str, tuple[int, int]],
+) -> list[dict]:
+    """Typed columns whose non-empty values mostly fail to cast; `casts` holds (non-empty
+    values, values that do not cast) per typed column, counted while the file was checked."""
     by_name: dict[str, list[int]] = {}
     for i, name in enumerate(stage.names):
         by_name.setdefault(name.strip().lower(), []).append(i)
-    typed = [
-        (c, by_name[c.name]) for c in spec.columns if c.type != "VARCHAR" and c.name in by_name
-    ]
-    if not typed:
-        return []
-    blanked = ", ".join(
-        f"nullif(trim(coalesce({', '.join(f's.c{i}' for i in idx)})), '') as b{k}"
-        for k, (_, idx) in enumerate(typed)
-    )
-    counts = ", ".join(
-        f"count(b{k}), count(*) filter (where b{k} is not null and {_typed(c, f'b{k}')} is null)"
-        for k, (c, _) in enumerate(typed)
-    )
-    row = con.execute(f"select {counts} from (select {blanked} from {_STAGE} s)").fetchone()
     findings = []
-    for k, (c, idx) in enumerate(typed):
-        values, failing = int(row[2 * k]), int(row[2 * k + 1])
-        if not failing or failing < RETYPED_SHARE * values:
+    for c in spec.columns:
+        values, failing = casts.get(c.name, (0, 0))
+        if c.name not in by_name or not failing or failing < RETYPED_SHARE * values:
             continue
+        idx = by_name[c.name]
+        blanked = f"nullif(trim(coalesce({', '.join(f's.c{i}' for i in idx)})), '')"
         failing_values = f"""
-            select b{k} from (select {blanked} from {_STAGE} s)
-            where b{k} is not null and {_typed(c, f"b{k}")} is null limit 200
+            select b from (select {blanked} as b from {_STAGE} s)
+            where b is not null and {_typed(c, "b")} is null limit 200
         """
         sample = [r[0] for r in con.execute(failing_values).fetchall()]
         found = stage.types[idx[0]] if stage.types else _text_type(con, sample)
@@ -856,24 +859,36 @@ def _insert_file(
     rel: str,
     run_date: date,
     loaded_at: datetime,
-) -> tuple[int, int]:
-    """Check and insert a staged file inside the caller's transaction: (loaded, quarantined)."""
+) -> tuple[int, int, int, dict[str, tuple[int, int]]]:
+    """Check and insert a staged file inside the caller's transaction: (loaded, quarantined,
+    suppressed, {typed column: (non-empty values, values that do not cast)})."""
     select, params = _build_load_sql(spec, stage)
     if "$run_date" in select:
         params["run_date"] = run_date
     names = [c.name for c in spec.columns]
     cols = ", ".join(_ident(n) for n in names)
     meta = ", ".join(_ident(n) for n, _ in META_COLUMNS)
+    typed = [c.name for c in spec.columns if c.type != "VARCHAR"]
+    flags = "".join(f", {_ident('_cv_' + n)}, {_ident('_cf_' + n)}" for n in typed)
     # One rule pass; the record text is built only for quarantined rows (CASE is lazy).
     con.execute(
         f"""
         create temp table _ingest_checked as
-        select {cols}, _row_number, _extra, _flags, _rule,
+        select {cols}, _row_number, _extra, _flags, _rule{flags},
                case when _rule is not null then _record end as _record
         from ({select})
         """,
         params,
     )
+    casts: dict[str, tuple[int, int]] = {}
+    if typed:
+        counted = ", ".join(
+            f"count(*) filter (where {_ident('_cv_' + n)}), "
+            f"count(*) filter (where {_ident('_cf_' + n)})"
+            for n in typed
+        )
+        row = con.execute(f"select {counted} from temp._ingest_checked").fetchone()
+        casts = {n: (int(row[2 * k]), int(row[2 * k + 1])) for k, n in enumerate(typed)}
     # An erased person's records never come back, whichever file carries them again.
     suppressed = drop_suppressed(con, spec.name, "temp._ingest_checked")
     params = {"file": rel, "at": loaded_at}
@@ -906,7 +921,7 @@ def _insert_file(
             {"file": rel, "at": loaded_at},
         ).fetchone()
         quarantined += int(row[0]) if row else 0
-    return loaded, quarantined, suppressed
+    return loaded, quarantined, suppressed, casts
 
 
 def _rows_read(con: duckdb.DuckDBPyConnection, stage: _Stage | None) -> int:
@@ -990,8 +1005,6 @@ def load_source(
                 message = str(exc) if isinstance(exc, _Rejected) else f"{rel}: {exc}"
                 outcome = FileResult(rel, "rejected", sha, message=message.splitlines()[0])
                 stage = None
-            if stage is not None:
-                outcome.schema_drift = _schema_drift(con, spec, stage)
             con.execute("begin transaction")
             try:
                 if outcome.status == "loaded":
@@ -1005,7 +1018,9 @@ def load_source(
                             outcome.rows_loaded,
                             outcome.rows_quarantined,
                             outcome.rows_suppressed,
+                            casts,
                         ) = counts
+                        outcome.schema_drift = _schema_drift(con, spec, stage, casts)
                     if stage is None:
                         outcome.message = "empty file: no rows to load"
                 # A rejected new version leaves what the path loaded before in place.
