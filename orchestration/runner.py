@@ -146,7 +146,10 @@ def _summary(settings: Settings) -> list[str]:
             order by path
             """
         ).fetchall():
-            lines.append(f"  rejected {path}: {message}")
+            message = message or ""
+            lines.append(
+                f"  rejected {message if message.startswith(path) else f'{path}: {message}'}"
+            )
         persons, known = con.execute(
             "select count(*), count(*) filter (where is_known) from marts.customer_profiles"
         ).fetchone()
@@ -252,6 +255,8 @@ def execute_refresh(settings: Settings, log_level: str = "WARNING") -> RefreshOu
             # Dagster wraps user errors: the cause says what went wrong.
             while error.cause is not None and "Error occurred while executing" in error.message:
                 error = error.cause
+            if error.cls_name == "DagsterAssetCheckFailedError":
+                continue  # a blocking check that failed: listed with its values already
             lines = error.message.strip().splitlines()
             step_failures.append((event.step_key, lines[0] if lines else ""))
     passed, _ = _checks_count(result)
