@@ -41,4 +41,5 @@ clean:
 
 bench: venv
 	nice $(BIN)/python -m bench.identity
+	nice $(BIN)/python -m bench.febrl
 	nice $(BIN)/python -m bench.pipeline

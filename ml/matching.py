@@ -28,7 +28,7 @@ import duckdb
 
 MODEL_NAME = "identity_matching"
 # Bump when the input normalisation changes: a stored model is then retrained.
-NORMALISATION_VERSION = "2"
+NORMALISATION_VERSION = "3"
 SCRATCH_SCHEMA = "identity_scratch"
 EDGES_TABLE = "intermediate.identity_match_edges"
 SOURCE_TABLE = "staging.stg_crm__customers"
@@ -349,8 +349,10 @@ def comparisons() -> list[dict[str, Any]]:
                 _level("house_number_l = house_number_r and "
                        "jaro_winkler_similarity(street_address_l, street_address_r) >= 0.88",
                        "same number and similar street", 0.06, 0.0005),
-                _level("jaro_winkler_similarity(street_address_l, street_address_r) >= 0.88",
-                       "similar street", 0.02, 0.01),
+                # the street name alone, spaces dropped: a missing or different house number,
+                # a space typed inside a word ("s treet")
+                _level("jaro_winkler_similarity(street_name_l, street_name_r) >= 0.88",
+                       "similar street name", 0.02, 0.01),
                 _else(0.02, 0.99),
             ],
         },
@@ -361,8 +363,13 @@ def comparisons() -> list[dict[str, Any]]:
                 _null("(postcode_l is null or postcode_r is null) "
                       "and (city_l is null or city_r is null)"),
                 _level("postcode_l = postcode_r", "same postcode", 0.9, 0.005, **_tf("postcode")),
+                # a typed or transposed postcode digit
+                _level("city_l = city_r and damerau_levenshtein(postcode_l, postcode_r) <= 1",
+                       "same city and postcode one edit apart", 0.03, 0.0005),
                 _level("city_l = city_r and coalesce(state_l = state_r, true)",
-                       "same city and state", 0.07, 0.1),
+                       "same city and state", 0.04, 0.1),
+                _level("damerau_levenshtein(postcode_l, postcode_r) <= 1",
+                       "postcode one edit apart", 0.01, 0.01),
                 _level("state_l = state_r", "same state", 0.01, 0.1),
                 _else(0.02, 0.8),
             ],
@@ -551,6 +558,9 @@ def prepare_input(
             street_tokens.street_address,
             nullif(regexp_extract(street_tokens.street_address, '^[0-9]+[a-z]?'), '')
                 as house_number,
+            nullif(replace(
+                regexp_replace(street_tokens.street_address, '^[0-9]+[a-z]? *', ''), ' ', ''
+            ), '') as street_name,
             source.postcode,
             source.city,
             source.state,
