@@ -13,6 +13,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from expectations.results import ERROR, WARN
+from ml.registry import STATUSES as MODEL_RUN_STATUSES
 from ml.scoring import RFM_CELLS
 from ml.segments import KINDS as SEGMENT_KINDS
 from warehouse.sources import CONSENT_PURPOSES as PURPOSES
@@ -441,10 +442,14 @@ _SUITES: tuple[SuiteSpec, ...] = (
     ),
     SuiteSpec(
         table="ml.model_runs",
-        required=("model_name", "metrics"),
+        required=("model_name", "metrics", "status"),
         rules=(
             not_null("model_name"),
             Rule("ExpectColumnValuesToBeJsonParseable", "metrics"),
+            not_null("status"),
+            in_set("status", MODEL_RUN_STATUSES),
+            # a model that was not trained says why
+            not_null("reason", where=("status", "!=", "trained")),
         ),
         id_columns=("model_name", "version"),
     ),

@@ -20,11 +20,13 @@ import math
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass, field
-from datetime import UTC, date, datetime
+from datetime import date
 from pathlib import Path
 from typing import Any
 
 import duckdb
+
+from ml import registry
 
 MODEL_NAME = "identity_matching"
 # Bump when the input normalisation changes: a stored model is then retrained.
@@ -752,14 +754,6 @@ def _drop_splink_tables(con: duckdb.DuckDBPyConnection, scratch_schema: str) -> 
         con.execute(f'drop {keyword} if exists {scratch_schema}."{name}"')
 
 
-def ensure_model_runs(con: duckdb.DuckDBPyConnection) -> None:
-    con.execute("create schema if not exists ml")
-    con.execute(
-        "create table if not exists ml.model_runs (model_name varchar, version varchar, "
-        "as_of date, trained_at timestamp, params varchar, metrics varchar, features varchar)"
-    )
-
-
 def _without_timings(value: Any) -> Any:
     """A copy of nested metrics without wall-clock fields, which differ from run to run."""
     if isinstance(value, dict):
@@ -783,44 +777,18 @@ def append_model_run(
     features: list[str],
     skip_known_version: bool = False,
 ) -> None:
-    ensure_model_runs(con)
-    if (
-        skip_known_version
-        and con.execute(
-            "select count(*) from ml.model_runs where model_name = ? and version = ?",
-            [model_name, version],
-        ).fetchall()[0][0]
-    ):
-        return  # the same model on the same data: a re-run records nothing new
-    con.execute(
-        "insert into ml.model_runs values (?, ?, ?, ?, ?, ?, ?)",
-        [
-            model_name,
-            version,
-            as_of,
-            datetime.now(UTC).replace(tzinfo=None),
-            json.dumps(params, default=str),
-            json.dumps(metrics, default=str),
-            json.dumps(features),
-        ],
-    )
+    """One ml.model_runs row (status and reason from `metrics`); with skip_known_version the
+    same model on the same data records nothing new."""
+    row = registry.run_row(model_name, version, as_of, params, metrics, features)
+    registry.append_model_runs(con, [row], skip_known_versions=skip_known_version)
 
 
 def load_stored_model(
     con: duckdb.DuckDBPyConnection, wanted_hash: str
 ) -> tuple[str, dict[str, Any]] | None:
     """The latest stored model trained with these settings: (version, model JSON), or None."""
-    ensure_model_runs(con)
-    row = con.execute(
-        "select version, params from ml.model_runs where model_name = ? "
-        "and json_extract_string(metrics, '$.settings_hash') = ? "
-        "and coalesce(json_extract_string(metrics, '$.status'), 'trained') = 'trained' "
-        "order by trained_at desc limit 1",
-        [MODEL_NAME, wanted_hash],
-    ).fetchall()
-    if not row:
-        return None
-    return row[0][0], json.loads(row[0][1])
+    stored = registry.latest_trained(con, MODEL_NAME, "settings_hash", wanted_hash)
+    return None if stored is None else (stored[0], json.loads(stored[1]))
 
 
 def create_edges_table(con: duckdb.DuckDBPyConnection) -> None:
@@ -934,9 +902,11 @@ def _write_edges(
 # Too little data to train: an EM session needs pairs that look like matches and pairs that do
 # not. A session whose blocking rule yields fewer pairs than this is not run on this data.
 MIN_PAIRS_PER_EM_SESSION = 10
-STATUS_TRAINED = "trained"
-STATUS_FALLBACK = "fallback"
-STATUS_SKIPPED = "skipped"
+STATUS_TRAINED, STATUS_FALLBACK, STATUS_SKIPPED = (
+    registry.TRAINED,
+    registry.FALLBACK,
+    registry.SKIPPED,
+)
 
 
 def _source_exists(con: duckdb.DuckDBPyConnection, table: str) -> bool:

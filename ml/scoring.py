@@ -14,6 +14,7 @@ import numpy as np
 import pyarrow as pa
 from threadpoolctl import threadpool_limits
 
+from ml import registry
 from ml._db import (
     analytics_consented,
     feature_select,
@@ -122,36 +123,6 @@ def to_json(value) -> str:
 def _ensure_schemas(con: duckdb.DuckDBPyConnection) -> None:
     con.execute("create schema if not exists marts")
     con.execute("create schema if not exists ml")
-
-
-def _append_model_runs(
-    con: duckdb.DuckDBPyConnection, rows: list[tuple], skip_known_versions: bool = False
-) -> int:
-    """Insert model_runs rows in one transaction; with skip_known_versions, a row whose
-    (model_name, version) is already stored is left out. Returns rows inserted."""
-    con.execute(
-        "create table if not exists ml.model_runs (model_name varchar, version varchar, "
-        "as_of date, trained_at timestamp, params varchar, metrics varchar, features varchar)"
-    )
-    if skip_known_versions:
-        known = set(
-            con.execute(
-                "select model_name, version from ml.model_runs where model_name in "
-                "(select unnest($names))",
-                {"names": [r[0] for r in rows]},
-            ).fetchall()
-        )
-        rows = [r for r in rows if (r[0], r[1]) not in known]
-    if not rows:
-        return 0
-    con.execute("begin transaction")
-    try:
-        con.executemany("insert into ml.model_runs values (?, ?, ?, ?, ?, ?, ?)", rows)
-        con.execute("commit")
-    except Exception:
-        con.execute("rollback")
-        raise
-    return len(rows)
 
 
 def data_fingerprint(con: duckdb.DuckDBPyConnection) -> str:
@@ -297,9 +268,11 @@ def score_customers(
             + hashlib.sha1((params_json + features_json + fingerprint).encode()).hexdigest()[:8]
         )
         runs.append(
-            (name, run_version, as_of, trained_at, params_json, to_json(metrics), features_json)
+            registry.run_row(
+                name, run_version, as_of, params_json, to_json(metrics), features_json, trained_at
+            )
         )
-    appended = _append_model_runs(con, runs, skip_known_versions)
+    appended = registry.append_model_runs(con, runs, skip_known_versions)
 
     return _jsonable(
         {

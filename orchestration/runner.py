@@ -188,9 +188,7 @@ def _model_lines(con: duckdb.DuckDBPyConnection) -> list[str]:
     """The latest run of each model: trained, or skipped/fallback with the reason."""
     rows = con.execute(
         """
-        select model_name,
-               coalesce(json_extract_string(metrics, '$.status'), 'trained'),
-               json_extract_string(metrics, '$.reason')
+        select model_name, status, reason
         from ml.model_runs
         qualify row_number() over (partition by model_name order by trained_at desc) = 1
         order by model_name

@@ -152,7 +152,10 @@ select segment_id, person_id, date '2026-06-29', is_holdout from marts.segment_m
 
 create table ml.model_runs as
 select 'propensity' as model_name, '1' as version, date '2026-06-30' as as_of,
-       '{"auc": 0.71}' as metrics, '{}' as params;
+       '{"auc": 0.71}' as metrics, '{}' as params, 'trained' as status,
+       null::varchar as reason
+union all
+select 'clusters', '1', date '2026-06-30', '{}', '{}', 'skipped', 'only 4 persons';
 """
 
 
@@ -450,6 +453,15 @@ def test_invalid_values_in_marts_fail(con):
     assert {r.column for r in scores.failures("error")} == {"rfm_cell", "propensity_30d"}
     runs = ex.validate(con, "ml.model_runs", context=CONTEXT)
     assert only_failure(runs).name == "expect_column_values_to_be_json_parseable"
+
+
+def test_a_model_run_not_trained_without_a_reason_fails(con):
+    con.execute("update ml.model_runs set reason = null")
+    failure = only_failure(ex.validate(con, "ml.model_runs", context=CONTEXT))
+    assert (failure.name, failure.column) == ("expect_column_values_to_not_be_null", "reason")
+    con.execute("update ml.model_runs set reason = 'x', status = 'untrainable'")
+    failure = only_failure(ex.validate(con, "ml.model_runs", context=CONTEXT))
+    assert (failure.name, failure.column) == ("expect_column_values_to_be_in_set", "status")
 
 
 def test_missing_required_column_is_an_error(con):

@@ -239,3 +239,41 @@ def test_rfm_cells_match_hand_checked_persons():
     ).fetchall()
     assert scores == [(5, 5, 5)]
     assert metrics["rfm"]["cells"]["no_purchase"] == 1
+
+
+def test_model_runs_of_an_older_warehouse_gain_status_and_reason():
+    from ml import registry
+
+    con = duckdb.connect()
+    con.execute("create schema ml")
+    con.execute(
+        "create table ml.model_runs (model_name varchar, version varchar, as_of date, "
+        "trained_at timestamp, params varchar, metrics varchar, features varchar)"
+    )
+    con.execute(
+        "insert into ml.model_runs values "
+        "('purchase_propensity', 'v1', null, now(), '{}', "
+        '\'{"status": "untrainable", "reason": "10 rows"}\', \'[]\'), '
+        "('behavioural_clusters', 'v1', null, now(), '{}', '{\"k\": 4}', '[]')"
+    )
+    registry.ensure_model_runs(con)
+    rows = con.execute(
+        "select model_name, status, reason from ml.model_runs order by model_name"
+    ).fetchall()
+    assert rows == [
+        ("behavioural_clusters", "trained", None),
+        ("purchase_propensity", "skipped", "10 rows"),
+    ]
+    # new rows go in by column name, so the older column order keeps working
+    row = registry.run_row("m", "v2", AS_OF, {}, {"status": "fallback", "reason": "r"}, [])
+    assert registry.append_model_runs(con, [row]) == 1
+    assert registry.append_model_runs(con, [row], skip_known_versions=True) == 0
+
+
+def test_a_model_run_that_was_not_trained_must_say_why():
+    from ml import registry
+
+    with pytest.raises(ValueError, match="needs a reason"):
+        registry.run_row("m", "v", AS_OF, {}, {"status": "skipped"}, [])
+    with pytest.raises(ValueError, match="not one of"):
+        registry.run_row("m", "v", AS_OF, {}, {"status": "untrainable", "reason": "x"}, [])

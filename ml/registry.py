@@ -1,0 +1,143 @@
+"""`ml.model_runs`: one row per model run, shared by every model (matching, clusters, propensity,
+identity evaluation).
+
+A run is `trained`, `fallback` (earlier or starting parameters used, the data could not train)
+or `skipped` (nothing computed); anything but `trained` carries its `reason`. Rows are append-only;
+a (model_name, version) already stored is not appended again when asked, so a re-run on the same
+data records nothing new.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Sequence
+from datetime import UTC, date, datetime
+from typing import Any
+
+import duckdb
+
+TABLE = "ml.model_runs"
+TRAINED, FALLBACK, SKIPPED = "trained", "fallback", "skipped"
+STATUSES = (TRAINED, FALLBACK, SKIPPED)
+COLUMNS = (
+    "model_name",
+    "version",
+    "as_of",
+    "trained_at",
+    "params",
+    "metrics",
+    "features",
+    "status",
+    "reason",
+)
+_DDL = (
+    "create table if not exists ml.model_runs (model_name varchar, version varchar, "
+    "as_of date, trained_at timestamp, params varchar, metrics varchar, features varchar, "
+    "status varchar, reason varchar)"
+)
+
+
+def ensure_model_runs(con: duckdb.DuckDBPyConnection) -> None:
+    """Create the table, or add `status` and `reason` to one written before they existed (filled
+    from the metrics JSON, where earlier runs kept them)."""
+    con.execute("create schema if not exists ml")
+    con.execute(_DDL)
+    present = {
+        name
+        for (name,) in con.execute(
+            "select column_name from information_schema.columns "
+            "where table_schema = 'ml' and table_name = 'model_runs'"
+        ).fetchall()
+    }
+    if {"status", "reason"} <= present:
+        return
+    con.execute("alter table ml.model_runs add column if not exists status varchar")
+    con.execute("alter table ml.model_runs add column if not exists reason varchar")
+    con.execute(
+        """
+        update ml.model_runs set
+            status = case coalesce(json_extract_string(metrics, '$.status'), 'trained')
+                when 'trained' then 'trained'
+                when 'fallback' then 'fallback'
+                else 'skipped' end,
+            reason = json_extract_string(metrics, '$.reason')
+        """
+    )
+
+
+def _json(value: Any) -> str:
+    return json.dumps(value, default=str)
+
+
+def run_row(
+    model_name: str,
+    version: str,
+    as_of: date | None,
+    params: dict[str, Any] | str,
+    metrics: dict[str, Any] | str,
+    features: Sequence[str] | str,
+    trained_at: datetime | None = None,
+) -> tuple:
+    """One row in column order; status and reason come from `metrics` (default `trained`)."""
+    parsed = json.loads(metrics) if isinstance(metrics, str) else metrics
+    status = parsed.get("status", TRAINED)
+    if status not in STATUSES:
+        raise ValueError(f"{model_name}: status {status!r} is not one of {STATUSES}")
+    reason = parsed.get("reason")
+    if status != TRAINED and not reason:
+        raise ValueError(f"{model_name}: a {status} run needs a reason")
+    return (
+        model_name,
+        version,
+        as_of,
+        trained_at or datetime.now(UTC).replace(tzinfo=None),
+        params if isinstance(params, str) else _json(params),
+        metrics if isinstance(metrics, str) else _json(metrics),
+        features if isinstance(features, str) else json.dumps(list(features)),
+        status,
+        reason,
+    )
+
+
+def append_model_runs(
+    con: duckdb.DuckDBPyConnection, rows: Sequence[tuple], skip_known_versions: bool = False
+) -> int:
+    """Insert rows made by `run_row` in one transaction; with skip_known_versions a row whose
+    (model_name, version) is already stored is left out. Returns rows inserted."""
+    ensure_model_runs(con)
+    if skip_known_versions and rows:
+        known = set(
+            con.execute(
+                "select model_name, version from ml.model_runs "
+                "where model_name in (select unnest($names))",
+                {"names": sorted({r[0] for r in rows})},
+            ).fetchall()
+        )
+        rows = [r for r in rows if (r[0], r[1]) not in known]
+    if not rows:
+        return 0
+    placeholders = ", ".join("?" for _ in COLUMNS)
+    con.execute("begin transaction")
+    try:
+        con.executemany(
+            f"insert into ml.model_runs ({', '.join(COLUMNS)}) values ({placeholders})", rows
+        )
+        con.execute("commit")
+    except Exception:
+        con.execute("rollback")
+        raise
+    return len(rows)
+
+
+def latest_trained(
+    con: duckdb.DuckDBPyConnection, model_name: str, metric_key: str, metric_value: str
+) -> tuple[str, str] | None:
+    """(version, params) of the latest trained run of `model_name` whose metrics hold
+    `metric_key` = `metric_value` (e.g. the settings hash it was trained with), or None."""
+    ensure_model_runs(con)
+    row = con.execute(
+        "select version, params from ml.model_runs where model_name = ? and status = 'trained' "
+        "and json_extract_string(metrics, '$.' || ?) = ? order by trained_at desc limit 1",
+        [model_name, metric_key, metric_value],
+    ).fetchall()
+    return (row[0][0], row[0][1]) if row else None
