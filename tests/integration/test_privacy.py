@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import csv
+import hashlib
+import hmac
 import json
 import shutil
 from pathlib import Path
@@ -174,5 +176,139 @@ def test_redelivered_files_do_not_bring_them_back(erased):
             "select coalesce(sum(rows_suppressed), 0) from raw.load_ledger"
         ).fetchall()[0][0]
         assert suppressed >= 1
+    finally:
+        con.close()
+
+
+def _landing_source_keys(landing: Path) -> set[str]:
+    """Every source key and direct identifier in the landing files, as delivered and normalised."""
+    con = duckdb.connect()
+    configure_connection(con, b"privacy-test-key")
+    values: set[str] = set()
+    reads = {
+        "crm": (
+            f"read_csv('{landing}/crm/**/*.csv', all_varchar = true)",
+            ["crm_customer_id", "email", "phone", "loyalty_card_id", "web_user_id"],
+        ),
+        "pos": (
+            f"read_csv('{landing}/pos/**/*.csv', all_varchar = true)",
+            ["transaction_id", "loyalty_card_id", "receipt_email", "payment_card_token"],
+        ),
+        "web": (
+            f"read_json('{landing}/web/**/*.jsonl', format = 'newline_delimited', "
+            "ignore_errors = true, "
+            "columns = {anonymous_id: 'varchar', user_id: 'varchar', email: 'varchar'})",
+            ["anonymous_id", "user_id", "email"],
+        ),
+    }
+    for relation, columns in reads.values():
+        for column in columns:
+            rows = con.execute(
+                f"select distinct v from (select trim({column}) as v from {relation} union all "
+                f"select lower(trim({column})) from {relation} union all "
+                f"select normalize_phone({column}, 'US') from {relation}) where v <> ''"
+            ).fetchall()
+            values.update(v for (v,) in rows if v)
+    con.close()
+    return values
+
+
+def _record_nodes(landing: Path) -> set[str]:
+    con = duckdb.connect()
+    nodes = {
+        n
+        for (n,) in con.execute(
+            f"""
+            select distinct 'crm:' || coalesce(nullif(trim(source_system), ''), 'crm') || ':'
+                || trim(crm_customer_id)
+            from read_csv('{landing}/crm/**/*.csv', all_varchar = true)
+            union select distinct 'pos:' || transaction_id
+            from read_csv('{landing}/pos/**/*.csv', all_varchar = true)
+            union select distinct 'web:' || anonymous_id
+            from read_json('{landing}/web/**/*.jsonl', format = 'newline_delimited',
+                           ignore_errors = true, columns = {{anonymous_id: 'varchar'}})
+            """
+        ).fetchall()
+        if n
+    }
+    con.close()
+    return nodes
+
+
+def test_serving_snapshot_holds_no_source_key_and_only_keyed_person_ids(erased):
+    root = erased["root"]
+    landing = root / "landing"
+    keys = _landing_source_keys(landing)
+    nodes = _record_nodes(landing)
+    assert len(keys) > 500 and len(nodes) > 300  # the scan has something to find
+    snap = duckdb.connect(str(root / "serving.duckdb"), read_only=True)
+    try:
+        columns = snap.execute(
+            "select table_schema, table_name, column_name from information_schema.columns "
+            "where data_type = 'VARCHAR' and table_schema in ('marts', 'ml')"
+        ).fetchall()
+        assert {(s, t) for s, t, _ in columns} >= {
+            ("marts", "identity_map"),
+            ("marts", "person_id_lineage"),
+            ("marts", "identity_cuts"),
+            ("marts", "customer_profiles"),
+            ("marts", "segment_members"),
+        }
+        snap.execute(
+            "create temp table needles as select unnest(?::varchar[]) as needle",
+            [sorted(keys | nodes)],
+        )
+        snap.execute("create temp table served (place varchar, v varchar)")
+        for schema, table, column in columns:
+            snap.execute(
+                f"insert into served select distinct '{schema}.{table}.{column}', \"{column}\" "
+                f'from "{schema}"."{table}" where "{column}" is not null'
+            )
+        # no served value is, or contains, a source key, identifier or record node in clear
+        leaks = snap.execute(
+            "select place, v, needle from served join needles "
+            "on v = needle or (length(needle) >= 6 and contains(v, needle)) limit 10"
+        ).fetchall()
+        assert leaks == []
+        # every person id is keyed: none is the unkeyed md5 of a record node (salted or not)
+        person_ids = {
+            v
+            for (v,) in snap.execute(
+                "select distinct v from served where place like '%person_id'"
+            ).fetchall()
+        }
+        assert person_ids and all(p.startswith("p_k") and len(p) == 18 for p in person_ids)
+        unkeyed = {"p_" + hashlib.md5(n.encode()).hexdigest()[:16] for n in nodes}
+        unkeyed |= {"p_" + hashlib.md5(f"{n}|2026-06-30".encode()).hexdigest()[:16] for n in nodes}
+        assert not person_ids & unkeyed
+        # identity_map: source_system, keyed source_key, person_id; a holder of a source key and
+        # the HMAC key can still look the record up
+        assert [c for _, t, c in columns if t == "identity_map"] == [
+            "source_system",
+            "source_key",
+            "person_id",
+        ]
+        subject = erased["subject"]["crm_customer_id"]
+        row = next(r for r in reversed(_crm_rows(landing)) if r["crm_customer_id"] != subject)
+        keyed = hmac.new(
+            b"privacy-test-key", row["crm_customer_id"].strip().encode(), hashlib.sha256
+        ).hexdigest()
+        found = snap.execute(
+            "select count(*) from marts.identity_map where source_system = ? and source_key = ?",
+            [row["source_system"], keyed],
+        ).fetchone()[0]
+        assert found == 1
+    finally:
+        snap.close()
+    # the warehouse keeps the clear keys the pipeline needs
+    con = duckdb.connect(str(root / "warehouse.duckdb"), read_only=True)
+    try:
+        assert (
+            con.execute(
+                "select count(*) from marts.identity_map where source_key = ?",
+                [row["crm_customer_id"].strip()],
+            ).fetchone()[0]
+            == 1
+        )
     finally:
         con.close()
