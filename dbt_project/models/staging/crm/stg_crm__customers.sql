@@ -52,7 +52,7 @@ normalised as (
         nullif(trim(latest.first_name), '') as first_name,
         nullif(trim(latest.last_name), '') as last_name,
         {{ normalize_email('latest.email') }} as email_normalised,
-        {{ normalize_phone('latest.phone') }} as phone_normalised,
+        {{ normalize_phone('latest.phone', 'latest.country') }} as phone_normalised,
         {{ clean_identifier('latest.loyalty_card_id') }} as loyalty_card_id,
         {{ clean_identifier('latest.web_user_id') }} as web_user_id,
         lower(trim(latest.gender)) as gender_text,
