@@ -24,11 +24,19 @@ all_training_cutoffs as (
 
 ),
 
+first_event_day as (
+
+    select min(customer_days.activity_date) as activity_date
+    from customer_days
+
+),
+
 training_cutoffs as (
 
     select all_training_cutoffs.cutoff_date
     from all_training_cutoffs
-    where all_training_cutoffs.cutoff_date >= (select min(customer_days.activity_date) from customer_days)
+    inner join first_event_day
+        on all_training_cutoffs.cutoff_date >= first_event_day.activity_date
 
 ),
 
