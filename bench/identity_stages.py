@@ -20,6 +20,7 @@ from typing import Any
 import duckdb
 
 from ml import identity_eval, matching
+from ml.matching import model as matching_model
 
 SCRATCH = "stages_scratch"
 
@@ -79,7 +80,7 @@ def stages(
         ],
         "retain_matching_columns": True,
     }
-    linker = matching._linker(con, model, SCRATCH)
+    linker = matching_model._linker(con, model, SCRATCH)
     scored = linker.inference.predict(warning_mode="never")
     con.execute(
         f"""

@@ -9,8 +9,8 @@ lower-case), as its FEBRL tutorials do it:
   state (exact); email and phone too when the records carry them (exact, Levenshtein);
 - prior from a deterministic rule (same names and birth date, recall 0.7), u by random sampling,
   m by two EM sessions (blocked on first and last name; on birth date), with the pipeline's guard
-  against Splink 5.0.0's EM underflow (`ml.matching._em_probability_floor`), without which the
-  baseline fails outright on data with contact columns;
+  against Splink 5.0.0's EM underflow (`ml.matching.em_floor._em_probability_floor`), without
+  which the baseline fails outright on data with contact columns;
 - predictions blocked on names, swapped names, birth date, street within postcode and postcode
   with first-name initial; clustered with Splink's connected components at the threshold.
 
@@ -25,7 +25,8 @@ from typing import Any
 
 import duckdb
 
-from ml.matching import _check_identifier, _em_probability_floor
+from ml.matching.em_floor import _em_probability_floor
+from ml.matching.inputs import _check_identifier
 
 SOURCE_TABLE = "staging.stg_crm__customers"
 SCRATCH_SCHEMA = "splink_baseline_scratch"

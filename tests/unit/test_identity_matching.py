@@ -13,6 +13,8 @@ import numpy as np
 import pytest
 
 from ml import identity_eval, matching
+from ml.matching import em_floor
+from ml.matching import model as matching_model
 
 STAGING_COLUMNS = (
     "record_node varchar, first_name varchar, last_name varchar, date_of_birth date, "
@@ -87,8 +89,8 @@ def test_blocking_rules_are_chosen_by_their_counted_comparisons(monkeypatch):
         counted = matching.rule_comparisons(con, "t", keys)
         # ordered pairs halved: exact for same-column keys, an estimate for swapped names
         assert abs(counted - brute) <= 1, (rule, counted, brute)
-    monkeypatch.setattr(matching, "MIN_COMPARISONS", 0)
-    monkeypatch.setattr(matching, "COMPARISONS_PER_RECORD", 10)
+    monkeypatch.setattr(matching_model, "MIN_COMPARISONS", 0)
+    monkeypatch.setattr(matching_model, "COMPARISONS_PER_RECORD", 10)
     chosen, report = matching.choose_blocking_rules(con, "t", 40)
     by_rule = {row["rule"]: row for row in report}
     assert "l.dob = r.dob" in chosen  # 20 pairs
@@ -234,7 +236,7 @@ def _underflow_records(con, persons: int = 100, namesakes: int = 2) -> None:
 
 def _em_without_floor(con) -> None:
     """Train as train_model does, without the floor (Splink 5.0.0 as shipped)."""
-    linker = matching._linker(con, matching.settings_dict(), matching.SCRATCH_SCHEMA)
+    linker = matching_model._linker(con, matching.settings_dict(), matching.SCRATCH_SCHEMA)
     linker.training.estimate_probability_two_random_records_match(
         list(matching.PRIOR_RULES), recall=matching.PRIOR_RULES_RECALL
     )
@@ -270,7 +272,7 @@ def test_em_training_completes_where_splink_underflows(con):
             for key in ("m_probability", "u_probability"):
                 value = level[key]
                 assert isinstance(value, float) and math.isfinite(value), (level, key)
-                assert matching._EM_FLOOR <= value <= 1.0, (comparison["output_column_name"], level)
+                assert em_floor._EM_FLOOR <= value <= 1.0, (comparison["output_column_name"], level)
 
 
 def test_floor_raises_small_shares_and_keeps_each_comparison_a_distribution():
@@ -284,10 +286,10 @@ def test_floor_raises_small_shares_and_keeps_each_comparison_a_distribution():
         {"output_column_name": "_probability_two_random_records_match",
          "comparison_vector_value": 0, "m_probability": 1e-9, "u_probability": 1.0},
     ]  # fmt: skip
-    assert matching._floor_proportions(records) == [("dob", 0, "m"), ("dob", 1, "m")]
+    assert em_floor._floor_proportions(records) == [("dob", 0, "m"), ("dob", 1, "m")]
     m = [r["m_probability"] for r in records[:3]]
-    assert m[1] == m[2] == matching._EM_FLOOR
-    assert m[0] == pytest.approx(0.999 - 2 * matching._EM_FLOOR, abs=1e-15)
+    assert m[1] == m[2] == em_floor._EM_FLOOR
+    assert m[0] == pytest.approx(0.999 - 2 * em_floor._EM_FLOOR, abs=1e-15)
     assert [r["u_probability"] for r in records[:3]] == [0.2, 0.3, 0.5]
     assert records[3]["m_probability"] == 1e-9  # the session's lambda is not a share
 
@@ -296,16 +298,16 @@ def test_em_floor_patches_only_inside_and_refuses_a_changed_splink(monkeypatch):
     from splink.internals import expectation_maximisation as em
 
     shipped = em.compute_proportions_for_new_parameters
-    with matching._em_probability_floor():
+    with em_floor._em_probability_floor():
         assert em.compute_proportions_for_new_parameters is not shipped
-        with pytest.raises(RuntimeError, match="revisit"), matching._em_probability_floor():
+        with pytest.raises(RuntimeError, match="revisit"), em_floor._em_probability_floor():
             pass  # nested: would floor twice
     assert em.compute_proportions_for_new_parameters is shipped
     monkeypatch.setattr(em, "compute_proportions_for_new_parameters", lambda params, extra: [])
-    with pytest.raises(RuntimeError, match="revisit"), matching._em_probability_floor():
+    with pytest.raises(RuntimeError, match="revisit"), em_floor._em_probability_floor():
         pass
     monkeypatch.delattr(em, "compute_proportions_for_new_parameters")
-    with pytest.raises(RuntimeError, match="revisit"), matching._em_probability_floor():
+    with pytest.raises(RuntimeError, match="revisit"), em_floor._em_probability_floor():
         pass
 
 
@@ -365,7 +367,7 @@ def test_settings_hash_covers_term_frequencies_and_the_em_floor(monkeypatch):
     monkeypatch.setitem(matching.TERM_FREQUENCY_MINIMUM_U, "last_name", 1e-3)
     assert matching.settings_hash() != current  # a stored model is retrained
     monkeypatch.undo()
-    monkeypatch.setattr(matching, "_EM_FLOOR", 1e-7)
+    monkeypatch.setattr(em_floor, "_EM_FLOOR", 1e-7)
     assert matching.settings_hash() != current
 
 
