@@ -11,24 +11,10 @@ from pathlib import Path
 import duckdb
 import pytest
 
-from orchestration.runner import execute_refresh
-from orchestration.settings import load_settings
 from synthetic import generate
+from tests.integration.conftest import DOCUMENTED_TABLES, run_pipeline
 
 pytestmark = pytest.mark.slow
-
-DOCUMENTED_TABLES = {
-    "marts.identity_map",
-    "marts.customer_profiles",
-    "marts.customer_features",
-    "marts.customer_scores",
-    "marts.segment_definitions",
-    "marts.segment_members",
-    "marts.segment_membership_history",
-    "marts.segment_summary",
-    "marts.campaign_performance",
-    "ml.model_runs",
-}
 
 
 @pytest.fixture(scope="module")
@@ -36,23 +22,8 @@ def pipeline(tmp_path_factory):
     root = tmp_path_factory.mktemp("pipeline")
     landing = root / "landing"
     generate(landing, customers=800, days=150, seed=7)
-    env = {
-        "MICROSEG_LANDING_DIR": str(landing),
-        "MICROSEG_WAREHOUSE": str(root / "warehouse.duckdb"),
-        "MICROSEG_SERVING": str(root / "serving.duckdb"),
-        "MICROSEG_EXPORT_DIR": str(root / "exports"),
-        "MICROSEG_PRIVACY_DIR": str(root / "privacy"),
-        "DAGSTER_HOME": str(root / "dagster_home"),
-        "MICROSEG_HMAC_KEY": "integration-test-key",
-        "MICROSEG_MIN_SEGMENT_SIZE": "5",
-    }
-    with pytest.MonkeyPatch.context() as mp:
-        for name, value in env.items():
-            mp.setenv(name, value)
-        mp.delenv("MICROSEG_AS_OF", raising=False)
-        settings = load_settings()
-        outcome = execute_refresh(settings)
-        yield {"outcome": outcome, "settings": settings, "landing": landing}
+    outcome, settings = run_pipeline(root, landing)
+    return {"outcome": outcome, "settings": settings, "landing": landing}
 
 
 @pytest.fixture(scope="module")
@@ -224,19 +195,7 @@ def test_failed_gate_stops_downstream_and_keeps_the_snapshot(pipeline, tmp_path)
         "timestamp '2026-06-01 10:00:00', 1, -5.0, false, 'pos/broken.csv', 1, now())"
     )
     con.close()
-    env = {
-        "MICROSEG_LANDING_DIR": str(pipeline["landing"]),
-        "MICROSEG_WAREHOUSE": str(warehouse_copy),
-        "MICROSEG_SERVING": str(serving_copy),
-        "MICROSEG_EXPORT_DIR": str(tmp_path / "exports"),
-        "DAGSTER_HOME": str(tmp_path / "dagster_home"),
-        "MICROSEG_HMAC_KEY": "integration-test-key",
-        "MICROSEG_MIN_SEGMENT_SIZE": "5",
-    }
-    with pytest.MonkeyPatch.context() as mp:
-        for name, value in env.items():
-            mp.setenv(name, value)
-        outcome = execute_refresh(load_settings())
+    outcome, _ = run_pipeline(tmp_path, pipeline["landing"])
     assert outcome.exit_code == 1
     assert not outcome.published
     assert [(key, check) for key, check, _ in outcome.failed_checks] == [("raw/pos", "gx_pos")]

@@ -12,33 +12,15 @@ from pathlib import Path
 import duckdb
 import pytest
 
-from orchestration.runner import execute_refresh
-from orchestration.settings import load_settings
 from synthetic import generate
+from tests.integration.conftest import run_pipeline
 from warehouse.connection import configure_connection
 
 pytestmark = pytest.mark.slow
 
 
-def _env(root: Path) -> dict[str, str]:
-    return {
-        "MICROSEG_LANDING_DIR": str(root / "landing"),
-        "MICROSEG_WAREHOUSE": str(root / "warehouse.duckdb"),
-        "MICROSEG_SERVING": str(root / "serving.duckdb"),
-        "MICROSEG_EXPORT_DIR": str(root / "exports"),
-        "MICROSEG_PRIVACY_DIR": str(root / "privacy"),
-        "DAGSTER_HOME": str(root / "dagster_home"),
-        "MICROSEG_HMAC_KEY": "privacy-test-key",
-        "MICROSEG_MIN_SEGMENT_SIZE": "5",
-    }
-
-
 def _run(root: Path):
-    with pytest.MonkeyPatch.context() as mp:
-        for name, value in _env(root).items():
-            mp.setenv(name, value)
-        mp.delenv("MICROSEG_AS_OF", raising=False)
-        outcome = execute_refresh(load_settings())
+    outcome, _ = run_pipeline(root, root / "landing", MICROSEG_HMAC_KEY="privacy-test-key")
     assert outcome.exit_code == 0, (outcome.failed_checks, outcome.step_failures)
     return outcome
 

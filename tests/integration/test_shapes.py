@@ -14,11 +14,10 @@ from pathlib import Path
 import duckdb
 import pytest
 
-from orchestration.runner import _summary, execute_refresh
-from orchestration.settings import load_settings
+from orchestration.runner import _summary
 from synthetic import generate
 from synthetic.generator import SOURCES
-from tests.integration.test_pipeline import DOCUMENTED_TABLES
+from tests.integration.conftest import DOCUMENTED_TABLES, run_pipeline
 
 pytestmark = pytest.mark.slow
 
@@ -39,23 +38,8 @@ SHAPES = {
 def _run(root: Path, shape: dict) -> dict:
     landing = root / "landing"
     generate(landing, seed=11, **{"days": 90, **shape})
-    env = {
-        "MICROSEG_LANDING_DIR": str(landing),
-        "MICROSEG_WAREHOUSE": str(root / "warehouse.duckdb"),
-        "MICROSEG_SERVING": str(root / "serving.duckdb"),
-        "MICROSEG_EXPORT_DIR": str(root / "exports"),
-        "MICROSEG_PRIVACY_DIR": str(root / "privacy"),
-        "DAGSTER_HOME": str(root / "dagster_home"),
-        "MICROSEG_HMAC_KEY": "shape-test-key",
-        "MICROSEG_MIN_SEGMENT_SIZE": "5",
-    }
-    with pytest.MonkeyPatch.context() as mp:
-        for name, value in env.items():
-            mp.setenv(name, value)
-        mp.delenv("MICROSEG_AS_OF", raising=False)
-        settings = load_settings()
-        outcome = execute_refresh(settings)
-        summary = _summary(settings)
+    outcome, settings = run_pipeline(root, landing, MICROSEG_HMAC_KEY="shape-test-key")
+    summary = _summary(settings)
     return {"outcome": outcome, "settings": settings, "landing": landing, "summary": summary}
 
 
