@@ -18,8 +18,10 @@ demo: venv
 	$(BIN)/microseg generate --out data/landing --customers 5000 --days 180 --seed 42
 	$(BIN)/microseg run
 
+# Two workers on the 2 cores; the serial tests (kill -9, lock races) then run alone.
 test: venv
-	$(BIN)/pytest -q
+	$(BIN)/pytest -q -n 2 --dist loadscope -m "not serial"
+	$(BIN)/pytest -q -m serial
 
 ui: venv
 	mkdir -p "$${DAGSTER_HOME:-$(CURDIR)/data/dagster_home}"

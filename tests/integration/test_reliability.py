@@ -37,7 +37,8 @@ from warehouse.connection import configure_connection
 from warehouse.ingest import load_source
 from warehouse.publish import publish_snapshot
 
-pytestmark = pytest.mark.slow
+# serial: its runs race each other and kill -9 on purpose; other tests' load skews them
+pytestmark = [pytest.mark.slow, pytest.mark.serial]
 
 REPO = Path(__file__).resolve().parents[2]
 MICROSEG = str(Path(sys.executable).parent / "microseg")

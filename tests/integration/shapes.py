@@ -2,7 +2,8 @@
 
 Each shape is a small generated landing zone run through the whole graph; the run must publish a
 complete serving snapshot (exit 0, no failed gate) and say in its summary and in `ml.model_runs`
-what it could not compute and why.
+what it could not compute and why. The tests are collected by `test_shapes_*.py`, each over a
+part of `SHAPES` (`shape_fixture`), so the parallel test workers share the runs out.
 """
 
 from __future__ import annotations
@@ -18,8 +19,6 @@ from orchestration.runner import _summary
 from synthetic import generate
 from synthetic.generator import SOURCES
 from tests.integration.conftest import DOCUMENTED_TABLES, run_pipeline
-
-pytestmark = pytest.mark.slow
 
 # name: generate() arguments. Each whole-graph run costs most of a minute, so the corners share
 # runs: CRM + POS also has no consent ledger, no campaigns and no privacy requests; the smallest
@@ -43,12 +42,17 @@ def _run(root: Path, shape: dict) -> dict:
     return {"outcome": outcome, "settings": settings, "landing": landing, "summary": summary}
 
 
-@pytest.fixture(scope="module", params=sorted(SHAPES))
-def shape_run(request, tmp_path_factory):
-    run = _run(tmp_path_factory.mktemp(request.param), SHAPES[request.param])
-    run["name"] = request.param
-    run["sources"] = SHAPES[request.param].get("sources", SOURCES)
-    return run
+def shape_fixture(names: list[str]):
+    """A module-scoped `shape_run` fixture over these shapes: one whole-graph run each."""
+
+    @pytest.fixture(scope="module", params=names)
+    def shape_run(request, tmp_path_factory):
+        run = _run(tmp_path_factory.mktemp(request.param), SHAPES[request.param])
+        run["name"] = request.param
+        run["sources"] = SHAPES[request.param].get("sources", SOURCES)
+        return run
+
+    return shape_run
 
 
 def _served(run: dict) -> duckdb.DuckDBPyConnection:
