@@ -60,7 +60,14 @@ def ensure_model_runs(con: duckdb.DuckDBPyConnection) -> None:
                 when 'trained' then 'trained'
                 when 'fallback' then 'fallback'
                 else 'skipped' end,
-            reason = json_extract_string(metrics, '$.reason')
+            reason = case
+                when coalesce(json_extract_string(metrics, '$.status'), 'trained') <> 'trained'
+                    then coalesce(
+                        json_extract_string(metrics, '$.reason'),
+                        'recorded before reasons were kept (status '
+                        || json_extract_string(metrics, '$.status') || ')'
+                    )
+            end
         """
     )
 

@@ -254,16 +254,30 @@ def test_model_runs_of_an_older_warehouse_gain_status_and_reason():
         "insert into ml.model_runs values "
         "('purchase_propensity', 'v1', null, now(), '{}', "
         '\'{"status": "untrainable", "reason": "10 rows"}\', \'[]\'), '
-        "('behavioural_clusters', 'v1', null, now(), '{}', '{\"k\": 4}', '[]')"
+        "('behavioural_clusters', 'v1', null, now(), '{}', '{\"k\": 4}', '[]'), "
+        # as the previous release wrote a cluster run it could not train: no reason
+        "('behavioural_clusters', 'v0', null, now() - interval 1 day, '{}', "
+        '\'{"status": "fallback_single_cluster", "k": 1, "rows": 7}\', \'[]\')'
     )
     registry.ensure_model_runs(con)
     rows = con.execute(
-        "select model_name, status, reason from ml.model_runs order by model_name"
+        "select model_name, version, status, reason from ml.model_runs order by all"
     ).fetchall()
     assert rows == [
-        ("behavioural_clusters", "trained", None),
-        ("purchase_propensity", "skipped", "10 rows"),
+        (
+            "behavioural_clusters",
+            "v0",
+            "skipped",
+            "recorded before reasons were kept (status fallback_single_cluster)",
+        ),
+        ("behavioural_clusters", "v1", "trained", None),
+        ("purchase_propensity", "v1", "skipped", "10 rows"),
     ]
+    # the gate that a run not trained says why holds on the migrated rows
+    import expectations
+
+    context = {"run_date": AS_OF, "as_of": AS_OF}
+    assert expectations.validate(con, "ml.model_runs", context=context).failures("error") == []
     # new rows go in by column name, so the older column order keeps working
     row = registry.run_row("m", "v2", AS_OF, {}, {"status": "fallback", "reason": "r"}, [])
     assert registry.append_model_runs(con, [row]) == 1
