@@ -5,7 +5,12 @@ from __future__ import annotations
 import dagster as dg
 import pytest
 
-from orchestration.defs.automation import landing_fingerprint, landing_sensor_tick
+from orchestration.defs.automation import (
+    MAX_ATTEMPTS,
+    RETRY_WAIT_S,
+    landing_fingerprint,
+    landing_sensor_tick,
+)
 from orchestration.settings import load_settings
 
 
@@ -96,22 +101,45 @@ def _record_run(instance: dg.DagsterInstance, run_key: str, status: dg.DagsterRu
 
 def test_sensor_retries_a_failed_run_and_advances_only_on_success():
     instance = dg.DagsterInstance.ephemeral()
-    request, cursor = landing_sensor_tick("fp1", None, instance)
+    request, cursor = landing_sensor_tick("fp1", None, instance, now=0)
     assert isinstance(request, dg.RunRequest) and request.run_key == "fp1:1"
-    # the requested run is still going: wait, request nothing
-    _record_run(instance, "fp1:1", dg.DagsterRunStatus.STARTED)
-    waiting, cursor = landing_sensor_tick("fp1", cursor, instance)
+    # not yet launched, then still going: wait, request nothing
+    waiting, cursor = landing_sensor_tick("fp1", cursor, instance, now=10)
     assert isinstance(waiting, dg.SkipReason) and "waiting" in waiting.skip_message
-    # it failed: the same files are requested again under a new key
+    _record_run(instance, "fp1:1", dg.DagsterRunStatus.STARTED)
+    waiting, cursor = landing_sensor_tick("fp1", cursor, instance, now=20)
+    assert isinstance(waiting, dg.SkipReason) and "waiting for run" in waiting.skip_message
+    # it failed: the same files are requested again under a new key, after a wait
     instance.report_run_failed(instance.get_run_by_id("run-fp1-1"))
-    retry, cursor = landing_sensor_tick("fp1", cursor, instance)
+    early, cursor = landing_sensor_tick("fp1", cursor, instance, now=30)
+    assert isinstance(early, dg.SkipReason) and "trying again" in early.skip_message
+    retry, cursor = landing_sensor_tick("fp1", cursor, instance, now=30 + RETRY_WAIT_S[1])
     assert isinstance(retry, dg.RunRequest) and retry.run_key == "fp1:2"
     _record_run(instance, "fp1:2", dg.DagsterRunStatus.SUCCESS)
-    done, cursor = landing_sensor_tick("fp1", cursor, instance)
+    done, cursor = landing_sensor_tick("fp1", cursor, instance, now=1000)
     assert isinstance(done, dg.SkipReason) and "no new" in done.skip_message
     # new files after a success start again at attempt 1
-    request, cursor = landing_sensor_tick("fp2", cursor, instance)
+    request, cursor = landing_sensor_tick("fp2", cursor, instance, now=1010)
     assert isinstance(request, dg.RunRequest) and request.run_key == "fp2:1"
+
+
+def test_sensor_stops_retrying_files_that_keep_failing_until_they_change():
+    instance = dg.DagsterInstance.ephemeral()
+    cursor, now = None, 0.0
+    keys = []
+    for _ in range(10):
+        result, cursor = landing_sensor_tick("bad", cursor, instance, now=now)
+        if isinstance(result, dg.RunRequest):
+            keys.append(result.run_key)
+            _record_run(instance, result.run_key, dg.DagsterRunStatus.FAILURE)
+        now += 3600
+    assert keys == [f"bad:{n}" for n in range(1, MAX_ATTEMPTS + 1)]
+    assert "fix or replace" in result.skip_message
+    # a run that never shows up in the instance counts as failed once the grace period is over
+    fixed, cursor = landing_sensor_tick("fixed", cursor, instance, now=now)
+    assert isinstance(fixed, dg.RunRequest) and fixed.run_key == "fixed:1"
+    lost, cursor = landing_sensor_tick("fixed", cursor, instance, now=now + 10_000)
+    assert isinstance(lost, dg.SkipReason) and "trying again" in lost.skip_message
 
 
 def test_landing_fingerprint_sees_new_and_changed_files_only(tmp_path):
