@@ -719,13 +719,21 @@ def _name_key(name: str) -> str:
     return re.sub(r"[^a-z0-9]", "", name.strip().lower())
 
 
-def _similarity(known: str, found: str) -> float:
+def _alike(known: str, found: str) -> float:
+    """How alike two column names are (0..1), ignoring case and punctuation."""
     a, b = _name_key(known), _name_key(found)
     if not a or not b:
         return 0.0
-    if min(len(a), len(b)) >= 3 and (a in b or b in a):
-        return 1.0
     return difflib.SequenceMatcher(None, a, b).ratio()
+
+
+def _similarity(known: str, found: str) -> float:
+    """`_alike`, or 1 where one name holds the other (`email` in `email_address`): weaker
+    evidence, as `source` in `source_system` shows, so the drift gate only warns on it."""
+    a, b = _name_key(known), _name_key(found)
+    if a and b and min(len(a), len(b)) >= 3 and (a in b or b in a):
+        return 1.0
+    return _alike(known, found)
 
 
 def _columns_of(spec: SourceSpec, names: list[str]) -> tuple[list[str], list[str]]:
@@ -791,7 +799,8 @@ def _schema_drift(
     missing, unknown = _columns_of(spec, stage.names)
     renamed = _renamed_pairs(missing, unknown)
     findings: list[dict[str, Any]] = [
-        {"kind": "renamed", "column": m, "found": u} for m, u in renamed
+        {"kind": "renamed", "column": m, "found": u, "alike": round(_alike(m, u), 3)}
+        for m, u in renamed
     ]
     replaced = {u for _, u in renamed}
     rest = [u for u in unknown if u not in replaced]

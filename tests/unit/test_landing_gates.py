@@ -195,23 +195,44 @@ def test_unknown_column_warns_once_per_file_and_lands_in_extra(con, landing):
 
 
 def test_renamed_column_errors_naming_both(con, landing):
-    write(landing, "crm/a.csv", "crm_customer_id,first_name,email_address\nc1,Ada,a@x.io\n")
+    write(landing, "crm/a.csv", "crm_customer_id,first_name,e-mail\nc1,Ada,a@x.io\n")
     load(con, landing, "crm")
     result = gates(con, "crm", "run-1", landing)["schema_drift"]
     assert result.severity == "error"
     assert findings(result) == [
-        (
-            "error",
-            "crm/a.csv: column `email` missing, unknown column `email_address` found: renamed?",
-        )
+        ("error", "crm/a.csv: column `email` missing, unknown column `e-mail` found: renamed?")
     ]
     # the value is not lost: it waits in _extra
     assert con.execute("select email, _extra from raw.crm").fetchone() == (
         None,
-        '{"email_address":"a@x.io"}',
+        '{"e-mail":"a@x.io"}',
     )
     warn = LandingGates(schema_drift="warn")
     assert gates(con, "crm", "run-1", landing, warn)["schema_drift"].severity == "warn"
+
+
+def test_a_column_whose_name_only_holds_a_known_one_is_a_warned_guess(con, landing):
+    # a CRM export with a lead `source` and no source_system (it defaults), and a longer name
+    write(
+        landing,
+        "crm/a.csv",
+        "crm_customer_id,first_name,email_address,source\nc1,Ada,a@x.io,fair\n",
+    )
+    load(con, landing, "crm")
+    result = gates(con, "crm", "run-1", landing)["schema_drift"]
+    assert result.severity == "warn"
+    assert sorted(findings(result)) == [
+        (
+            "warn",
+            "crm/a.csv: column `email` missing, unknown column `email_address` found: renamed? "
+            "(names only overlap, so a warning)",
+        ),
+        (
+            "warn",
+            "crm/a.csv: column `source_system` missing, unknown column `source` found: renamed? "
+            "(names only overlap, so a warning)",
+        ),
+    ]
 
 
 def test_renamed_required_column_rejects_naming_both(con, landing):
