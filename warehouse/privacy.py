@@ -110,10 +110,12 @@ _PERSON_SECTIONS: list[tuple[str, str]] = [
     ),
     (
         "segment_history",
-        # rows of earlier runs under an id the person held before a re-key stay theirs
+        # rows of earlier runs under an id the person held before a re-key or a merge stay
+        # theirs: the same ancestry erasure follows
         "select segment_id, as_of, is_holdout from marts.segment_membership_history "
-        "where person_id = ? or person_id in (select old_person_id from marts.person_id_lineage"
-        " where change_type = 'rekey' and new_person_id = ?) order by as_of, segment_id",
+        "where person_id in (select ancestor_id from ("
+        + PERSON_ANCESTORS_SQL.format(persons="(select ?::varchar as person_id) as subject")
+        + ")) order by as_of, segment_id",
     ),
 ]
 

@@ -196,3 +196,24 @@ def test_snapshot_keys_source_keys_and_withholds_unkeyed_ids(tmp_path: Path):
     with pytest.raises(RuntimeError, match="no HMAC key"):
         publish_snapshot(con, tmp_path / "other.duckdb")
     assert not (tmp_path / "other.duckdb").exists()
+
+
+def test_access_history_follows_the_ancestry_erasure_follows():
+    """Segment history held under an id re-keyed and then merged into the person is theirs."""
+    from warehouse.privacy import _person_report
+
+    con = duckdb.connect()
+    con.execute("create schema marts")
+    con.execute(
+        "create table marts.person_id_lineage as select * from (values "
+        "('p_old', 'p_kA', 'rekey'), ('p_kA', 'p_kB', 'merge'), ('p_kX', 'p_kY', 'split')) "
+        "t(old_person_id, new_person_id, change_type)"
+    )
+    con.execute(
+        "create table marts.segment_membership_history as select * from (values "
+        "('s1', 'p_old', date '2026-01-01', false), ('s2', 'p_kA', date '2026-02-01', false), "
+        "('s3', 'p_kB', date '2026-03-01', true), ('s4', 'p_kX', date '2026-03-01', false)) "
+        "t(segment_id, person_id, as_of, is_holdout)"
+    )
+    history = _person_report(con, "p_kB")["segment_history"]
+    assert [row["segment_id"] for row in history] == ["s1", "s2", "s3"]
