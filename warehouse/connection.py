@@ -45,10 +45,15 @@ def _e164(raw: str, region: str) -> str | None:
     return phonenumbers.format_number(number, phonenumbers.PhoneNumberFormat.E164)
 
 
+# Country codes people write that are not ISO-3166 alpha-2 (ISO reserves UK for GB).
+_REGION_ALIASES = {"UK": "GB", "EL": "GR"}
+
+
 def normalize_phone(raw: str | None, region: str = "US") -> str | None:
     """E.164 form of a phone written in any format, or None when it is not a valid number."""
     if raw is None:
         return None
+    region = _REGION_ALIASES.get(region, region)
     raw = raw.strip()
     if not raw:
         return None
