@@ -3,6 +3,9 @@ on a temporary warehouse over a landing zone."""
 
 from __future__ import annotations
 
+import contextlib
+import os
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -48,3 +51,17 @@ def run_pipeline(root: Path, landing: Path, **overrides: str) -> tuple[RefreshOu
         mp.delenv("MICROSEG_AS_OF", raising=False)
         settings = load_settings()
         return execute_refresh(settings), settings
+
+
+@contextlib.contextmanager
+def environ_restored(*names: str) -> Iterator[None]:
+    """Put these environment variables back as they were (benchmark code sets them)."""
+    saved = {name: os.environ.get(name) for name in names}
+    try:
+        yield
+    finally:
+        for name, value in saved.items():
+            if value is None:
+                os.environ.pop(name, None)
+            else:
+                os.environ[name] = value

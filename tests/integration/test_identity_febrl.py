@@ -4,12 +4,11 @@ on the same records."""
 
 from __future__ import annotations
 
-import os
-
 import pytest
 
 from bench.febrl import write_landing
 from bench.identity import main as run_identity
+from tests.integration.conftest import environ_restored
 
 pytestmark = pytest.mark.slow
 
@@ -18,18 +17,11 @@ pytestmark = pytest.mark.slow
 def report(tmp_path_factory):
     root = tmp_path_factory.mktemp("febrl1")
     counts = write_landing("febrl1", root / "landing")
-    saved = {k: os.environ.get(k) for k in ("MICROSEG_LANDING_DIR", "MICROSEG_WAREHOUSE")}
-    try:
+    with environ_restored("MICROSEG_LANDING_DIR", "MICROSEG_WAREHOUSE"):
         yield counts, run_identity(
             ["--customers", str(counts["records"]), "--root", str(root),
              "--landing", str(root / "landing"), "--memory-limit", "2GB"]
         )  # fmt: skip
-    finally:
-        for key, value in saved.items():
-            if value is None:
-                os.environ.pop(key, None)
-            else:
-                os.environ[key] = value
 
 
 def test_the_landing_zone_holds_the_whole_set(report):

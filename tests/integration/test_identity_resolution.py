@@ -4,13 +4,13 @@ the identity part of the pipeline (ingest, staging, Splink matching, the dbt ide
 from __future__ import annotations
 
 import csv
-import os
 from pathlib import Path
 
 import pytest
 
 from bench.identity import main as run_identity
 from synthetic import generate
+from tests.integration.conftest import environ_restored
 
 pytestmark = pytest.mark.slow
 CUSTOMERS = 3000
@@ -44,18 +44,11 @@ def report(request, tmp_path_factory):
     generate(landing, customers=CUSTOMERS, days=60, seed=5)
     if request.param == "without_contact":
         assert _blank_contact_data(landing) > 0
-    saved = {k: os.environ.get(k) for k in ("MICROSEG_LANDING_DIR", "MICROSEG_WAREHOUSE")}
-    try:
+    with environ_restored("MICROSEG_LANDING_DIR", "MICROSEG_WAREHOUSE"):
         yield request.param, run_identity(
             ["--customers", str(CUSTOMERS), "--root", str(root), "--landing", str(landing),
              "--memory-limit", "2GB"]
         )  # fmt: skip
-    finally:
-        for key, value in saved.items():
-            if value is None:
-                os.environ.pop(key, None)
-            else:
-                os.environ[key] = value
 
 
 def test_pairwise_targets_on_crm_records(report):
