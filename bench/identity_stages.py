@@ -21,6 +21,7 @@ import duckdb
 
 from ml import identity_eval, matching
 from ml.matching import model as matching_model
+from warehouse.identity_keys import register_identity_macros
 
 SCRATCH = "stages_scratch"
 
@@ -43,7 +44,7 @@ def stages(
     con.execute(
         f"""
         create or replace table {SCRATCH}.truth_nodes as
-        select 'crm:' || source_system || ':' || source_key as record_node, true_person_id
+        select crm_record_node(source_system, source_key) as record_node, true_person_id
         from stage_truth where source_system not in ('pos', 'web')
         """
     )
@@ -115,9 +116,9 @@ def stages(
             on c.left_node = least(cut.source_node, cut.target_node)
             and c.right_node = greatest(cut.source_node, cut.target_node)
         left join marts.identity_map as lm
-            on c.left_node = 'crm:' || lm.source_system || ':' || lm.source_key
+            on c.left_node = crm_record_node(lm.source_system, lm.source_key)
         left join marts.identity_map as rm
-            on c.right_node = 'crm:' || rm.source_system || ':' || rm.source_key
+            on c.right_node = crm_record_node(rm.source_system, rm.source_key)
         """,
         [threshold],
     )
@@ -181,6 +182,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     pd.set_option("display.max_columns", 60)
     pd.set_option("display.max_colwidth", 18)
     con = duckdb.connect(str(args.warehouse))
+    register_identity_macros(con)  # record node formats; no keyed hash is computed here
     try:
         report = stages(con, args.truth, args.threshold, args.show)
     finally:

@@ -1,6 +1,7 @@
 """DuckDB connection setup shared by dbt's connections and the Dagster resource.
 
-The only engine-specific pieces the SQL relies on: keyed-hash pads as variables and a phone UDF.
+The only engine-specific pieces the SQL relies on: keyed-hash pads as variables, a phone UDF and
+the identity-key macros of warehouse/identity_keys.py.
 """
 
 from __future__ import annotations
@@ -13,6 +14,8 @@ import pyarrow as pa
 import pyarrow.compute as pc
 from duckdb.sqltypes import VARCHAR
 
+from warehouse.identity_keys import register_identity_macros
+
 _BLOCK = 64  # SHA-256 block size in bytes
 
 
@@ -24,14 +27,6 @@ def hmac_pads(key: bytes) -> tuple[bytes, bytes]:
         key = hashlib.sha256(key).digest()
     key = key.ljust(_BLOCK, b"\0")
     return bytes(b ^ 0x36 for b in key), bytes(b ^ 0x5C for b in key)
-
-
-def hmac_sql(expr: str) -> str:
-    """SQL for the keyed hash of a text expression (same as the dbt macro hmac_key)."""
-    return (
-        "sha256(getvariable('hmac_opad') || unhex(sha256(getvariable('hmac_ipad') || "
-        f"encode({expr}))))"
-    )
 
 
 @functools.lru_cache(maxsize=1_000_000)
@@ -84,7 +79,7 @@ def _normalize_phone_arrow(phones: pa.Array, regions: pa.Array) -> pa.Array:
 def configure_connection(
     con: duckdb.DuckDBPyConnection, hmac_key: bytes, phone_region: str = "US"
 ) -> None:
-    """Set the HMAC pads and phone region as variables and register `normalize_phone`."""
+    """Set the HMAC pads and phone region, register `normalize_phone` and the identity macros."""
     ipad, opad = hmac_pads(hmac_key)
     con.execute("set variable hmac_ipad = ?::blob", [ipad])
     con.execute("set variable hmac_opad = ?::blob", [opad])
@@ -101,3 +96,4 @@ def configure_connection(
         )
     except duckdb.CatalogException:
         pass  # already registered on this connection
+    register_identity_macros(con)

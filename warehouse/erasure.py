@@ -21,7 +21,6 @@ from pathlib import Path
 import duckdb
 
 from warehouse import audit
-from warehouse.connection import hmac_sql
 from warehouse.privacy import PERSON_ANCESTORS_SQL, PERSON_ID_COLUMNS
 
 # Columns that name a person or one of their graph nodes, wherever a table carries them.
@@ -43,55 +42,44 @@ def _q(identifier: str) -> str:
     return '"' + identifier.replace('"', '""') + '"'
 
 
-def _email_sql(expr: str) -> str:
-    # Same normalisation as the dbt macro normalize_email: suppression keys must equal graph keys.
-    return (
-        f"case when regexp_full_match(lower(trim({expr})), '[^@\\s]+@[^@\\s]+\\.[^@\\s]+') "
-        f"then lower(trim({expr})) end"
-    )
+# Per source: its record node and its identifier nodes, as SQL over a raw row (alias {a}). Every
+# key is a macro of warehouse/identity_keys.py, the same the dbt staging models call, so a
+# suppression key always equals the graph key of the same value.
+_RECORD_NODE_SQL = {
+    "crm": "crm_record_node({a}.source_system, {a}.crm_customer_id)",
+    "pos": "pos_record_node({a}.transaction_id)",
+    "web": "web_record_node({a}.anonymous_id)",
+}
+_IDENTIFIER_NODES_SQL = {
+    "crm": (
+        "identifier_node('email', identity_email({a}.email))",
+        "identifier_node('phone', identity_phone({a}.phone, {a}.country))",
+        "identifier_node('card', clean_identifier({a}.loyalty_card_id))",
+        "identifier_node('user', clean_identifier({a}.web_user_id))",
+    ),
+    "pos": (
+        "identifier_node('email', identity_email({a}.receipt_email))",
+        "identifier_node('card', clean_identifier({a}.loyalty_card_id))",
+        "identifier_node('pay', clean_identifier({a}.payment_card_token))",
+    ),
+    "web": (
+        "identifier_node('email', identity_email({a}.email))",
+        "identifier_node('user', clean_identifier({a}.user_id))",
+    ),
+}
 
 
-def _phone_sql(expr: str) -> str:
-    return f"normalize_phone({expr}, getvariable('phone_region'))"
-
-
-def _token_sql(expr: str) -> str:
-    return f"nullif(trim({expr}), '')"
-
-
-def _record_key_sql(node_expr: str) -> str:
-    return f"'record:' || {hmac_sql(node_expr)}"
+def record_node_sql(source: str, alias: str = "r") -> str:
+    """SQL of the identity-graph record node of a raw row of `source` (crm, pos or web)."""
+    return _RECORD_NODE_SQL[source].format(a=alias)
 
 
 def suppression_keys_sql(source: str, alias: str = "r") -> list[str]:
     """SQL expressions of the keyed identity keys a raw row of `source` carries (may be null)."""
-    a = alias
-    if source == "crm":
-        node = (
-            f"'crm:' || coalesce(nullif(trim({a}.source_system), ''), 'crm') || ':' "
-            f"|| trim({a}.crm_customer_id)"
-        )
-        return [
-            _record_key_sql(node),
-            f"'email:' || {hmac_sql(_email_sql(f'{a}.email'))}",
-            f"'phone:' || {hmac_sql(_phone_sql(f'{a}.phone'))}",
-            f"'card:' || {hmac_sql(_token_sql(f'{a}.loyalty_card_id'))}",
-            f"'user:' || {hmac_sql(_token_sql(f'{a}.web_user_id'))}",
-        ]
-    if source == "pos":
-        return [
-            _record_key_sql(f"'pos:' || {a}.transaction_id"),
-            f"'email:' || {hmac_sql(_email_sql(f'{a}.receipt_email'))}",
-            f"'card:' || {hmac_sql(_token_sql(f'{a}.loyalty_card_id'))}",
-            f"'pay:' || {hmac_sql(_token_sql(f'{a}.payment_card_token'))}",
-        ]
-    if source == "web":
-        return [
-            _record_key_sql(f"'web:' || {a}.anonymous_id"),
-            f"'email:' || {hmac_sql(_email_sql(f'{a}.email'))}",
-            f"'user:' || {hmac_sql(_token_sql(f'{a}.user_id'))}",
-        ]
-    return []
+    if source not in _RECORD_NODE_SQL:
+        return []
+    record = f"record_suppression_key({record_node_sql(source, alias)})"
+    return [record] + [k.format(a=alias) for k in _IDENTIFIER_NODES_SQL[source]]
 
 
 def ensure_privacy_schema(con: duckdb.DuckDBPyConnection) -> None:
@@ -204,12 +192,7 @@ def _collect(con: duckdb.DuckDBPyConnection) -> bool:
     con.execute(
         """
         create or replace temp table erase_records as
-        select distinct
-            case m.source_system
-                when 'pos' then 'pos:' || m.source_key
-                when 'web' then 'web:' || m.source_key
-                else 'crm:' || m.source_system || ':' || m.source_key
-            end as record_node
+        select distinct source_record_node(m.source_system, m.source_key) as record_node
         from marts.identity_map as m
         inner join erase_persons as p on m.person_id = p.person_id
         """
@@ -238,19 +221,20 @@ def _collect(con: duckdb.DuckDBPyConnection) -> bool:
 def _needles(con: duckdb.DuckDBPyConnection) -> None:
     """Plaintext values of the person in raw, to find their quarantined rows by content."""
     con.execute(
-        """
+        f"""
         create or replace temp table erase_needles as
         select distinct v as needle from (
             select unnest([email, phone, crm_customer_id, loyalty_card_id, web_user_id]) as v
             from raw.crm as r
-            where ('crm:' || coalesce(nullif(trim(r.source_system), ''), 'crm') || ':'
-                   || trim(r.crm_customer_id)) in (select record_node from erase_records)
+            where {record_node_sql("crm")} in (select record_node from erase_records)
             union all
             select unnest([transaction_id, receipt_email, loyalty_card_id, payment_card_token])
-            from raw.pos where 'pos:' || transaction_id in (select record_node from erase_records)
+            from raw.pos as r
+            where {record_node_sql("pos")} in (select record_node from erase_records)
             union all
             select unnest([anonymous_id, user_id, email])
-            from raw.web where 'web:' || anonymous_id in (select record_node from erase_records)
+            from raw.web as r
+            where {record_node_sql("web")} in (select record_node from erase_records)
         )
         where length(trim(v)) >= 5
         """
@@ -279,17 +263,11 @@ def _scrub_raw(con: duckdb.DuckDBPyConnection) -> dict[str, int]:
         con.execute(f"create or replace temp table erase_consent as {consent_ids}")
     else:
         con.execute("create or replace temp table erase_consent (consent_event_id varchar)")
-    record_of = {
-        "crm": "('crm:' || coalesce(nullif(trim(r.source_system), ''), 'crm') || ':' "
-        "|| trim(r.crm_customer_id))",
-        "pos": "('pos:' || r.transaction_id)",
-        "web": "('web:' || r.anonymous_id)",
-    }
     now = datetime.now(UTC).replace(tzinfo=None)
-    for source, node in record_of.items():
+    for source in _RECORD_NODE_SQL:
         deleted[f"raw.{source}"] = _delete_raw(
             con, source, f"raw.{source}",
-            f"{node} in (select record_node from erase_records)", now,
+            f"{record_node_sql(source)} in (select record_node from erase_records)", now,
         )  # fmt: skip
     deleted["raw.consent"] = _delete_raw(
         con, "consent", "raw.consent",
@@ -304,8 +282,8 @@ def _scrub_raw(con: duckdb.DuckDBPyConnection) -> dict[str, int]:
             )  # fmt: skip
     # The requests themselves stay (proof they were honoured), with the subject pseudonymised.
     con.execute(
-        f"""
-        update raw.privacy set subject_id = 'erased:' || {hmac_sql("subject_id")}
+        """
+        update raw.privacy set subject_id = 'erased:' || hmac_key(subject_id)
         where request_id in (select request_id from erase_requests)
            or request_id in (
                select request_id from intermediate.int_privacy_requests_resolved
@@ -338,8 +316,7 @@ def _scrub_models(con: duckdb.DuckDBPyConnection) -> dict[str, int]:
         ] + [f"{_q(c)} in (select node from erase_nodes)" for c in _NODE_COLUMNS if c in columns]
         if {"source_system", "source_key"} <= columns:
             conditions.append(
-                "(case source_system when 'pos' then 'pos:' || source_key when 'web' then "
-                "'web:' || source_key else 'crm:' || source_system || ':' || source_key end) "
+                "source_record_node(source_system, source_key) "
                 "in (select record_node from erase_records)"
             )
         if not conditions:
@@ -355,9 +332,9 @@ def _suppress(con: duckdb.DuckDBPyConnection) -> int:
     now = datetime.now(UTC).replace(tzinfo=None)
     before = con.execute("select count(*) from privacy.suppression_list").fetchall()[0][0]
     con.execute(
-        f"""
+        """
         insert or ignore into privacy.suppression_list
-        select {_record_key_sql("record_node")}, 'record', ? from erase_records
+        select record_suppression_key(record_node), 'record', ? from erase_records
         union all
         select identifier_node, split_part(identifier_node, ':', 1), ? from erase_identifiers
         """,

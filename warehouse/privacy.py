@@ -1,7 +1,7 @@
 """Person ids and data-subject access requests (everything held about a person, one JSON each).
 
-Person ids are derived with the HMAC key in dbt (macro person_id_for_anchor in
-dbt_project/macros/person_ids.sql): 'p_k' + 15 hex digits of the keyed hash of the person's
+Person ids are derived with the HMAC key in dbt (DuckDB macro person_id_for_anchor of
+warehouse/identity_keys.py): 'p_k' + 15 hex digits of the keyed hash of the person's
 anchor record node. Ids issued before keying were 'p_' + 16 hex digits of an unkeyed md5 of the
 anchor, recomputable by anyone holding a source key: the first run of this release re-keys them
 (marts.person_id_lineage, change_type 'rekey'), and the serving snapshot never carries one.
@@ -19,11 +19,10 @@ from typing import Any
 import duckdb
 
 from warehouse import audit
+from warehouse.identity_keys import KEYED_PERSON_ID_PREFIX
 
 _REQUEST_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$")
 
-# The same rule as the dbt macros keyed_person_id_prefix / is_keyed_person_id.
-KEYED_PERSON_ID_PREFIX = "p_k"
 # Ids of the former unkeyed rule: 'p_' || left(md5(anchor record node), 16).
 LEGACY_PERSON_ID_PATTERN = "^p_[0-9a-f]{16}$"
 _LEGACY_PERSON_ID = re.compile(LEGACY_PERSON_ID_PATTERN)

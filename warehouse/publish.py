@@ -8,7 +8,6 @@ from pathlib import Path
 
 import duckdb
 
-from warehouse.connection import hmac_sql
 from warehouse.privacy import PERSON_ID_COLUMNS, legacy_person_id_sql
 
 PUBLISHED_SCHEMAS = ("marts", "ml")
@@ -79,7 +78,7 @@ def _served_select(
             "key (warehouse.connection.configure_connection)"
         )
     items = [
-        f"{hmac_sql(f'cast({_quote(c)} as varchar)')} as {_quote(c)}" if c in keyed else _quote(c)
+        f"hmac_key(cast({_quote(c)} as varchar)) as {_quote(c)}" if c in keyed else _quote(c)
         for c in columns
         if c not in removed
     ]

@@ -62,12 +62,12 @@ unkeyed_without_records as (
     -- unkeyed ids none of whose records is in the graph any more (aged out, not erased)
     select
         previous_assignment.person_id as old_person_id,
-        {{ person_id_for_anchor('min(previous_assignment.record_node)') }} as new_person_id,
+        person_id_for_anchor(min(previous_assignment.record_node)) as new_person_id,
         count(*) as records
     from previous_assignment
     left join current_records
         on previous_assignment.record_node = current_records.node_id
-    where not {{ is_keyed_person_id('previous_assignment.person_id') }}
+    where not is_keyed_person_id(previous_assignment.person_id)
     group by previous_assignment.person_id
     having count(current_records.node_id) = 0
 
@@ -89,7 +89,7 @@ final as (
         moves.old_person_id,
         moves.new_person_id,
         case
-            when not {{ is_keyed_person_id('moves.old_person_id') }} then 'rekey'
+            when not is_keyed_person_id(moves.old_person_id) then 'rekey'
             when spread.n_new_ids > 1 then 'split'
             else 'merge'
         end as change_type,

@@ -27,16 +27,16 @@ blocklist as (
 
 junk_keys as (
 
-    {{ identity_junk_keys_values() }}
+    select junk_values.junk_key from identity_junk_keys() as junk_values
     union
     -- configured junk values, keyed as each identifier type normalises its values
-    select {{ hmac_key('trim(blocklist.value)') }} from blocklist
+    select hmac_key(trim(blocklist.value)) from blocklist
     union
-    select {{ hmac_key('upper(trim(blocklist.value))') }} from blocklist
+    select hmac_key(upper(trim(blocklist.value))) from blocklist
     union
-    select {{ hmac_key(normalize_email('blocklist.value')) }} from blocklist
+    select hmac_key(normalize_email(blocklist.value)) from blocklist
     union
-    select {{ hmac_key(normalize_phone('blocklist.value')) }} from blocklist
+    select hmac_key(normalize_phone(blocklist.value, getvariable('phone_region'))) from blocklist
 
 ),
 

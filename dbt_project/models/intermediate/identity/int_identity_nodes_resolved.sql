@@ -98,7 +98,7 @@ kept_ids as (
         id_holders.component_index,
         id_holders.person_id
     from id_holders
-    where {{ is_keyed_person_id('id_holders.person_id') }}
+    where is_keyed_person_id(id_holders.person_id)
     qualify row_number() over (
         partition by id_holders.component_index
         order by
@@ -119,10 +119,10 @@ new_ids as (
 
     select
         component_anchors.component_index,
-        {{ person_id_for_anchor('component_anchors.anchor_node') }} as first_choice,
-        {{ person_id_for_anchor(
-            'component_anchors.anchor_node', 'cast(' ~ as_of_date() ~ ' as varchar)'
-        ) }} as second_choice
+        person_id_for_anchor(component_anchors.anchor_node) as first_choice,
+        person_id_for_anchor(
+            component_anchors.anchor_node, salt := cast({{ as_of_date() }} as varchar)
+        ) as second_choice
     from component_anchors
     left join kept_ids
         on component_anchors.component_index = kept_ids.component_index

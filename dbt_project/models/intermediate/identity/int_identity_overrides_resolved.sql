@@ -17,9 +17,9 @@ records as (
 named as (
 
     select
-        {{ identity_record_node('overrides.left_source_system', 'overrides.left_source_key') }}
+        source_record_node(overrides.left_source_system, overrides.left_source_key)
             as left_record_node,
-        {{ identity_record_node('overrides.right_source_system', 'overrides.right_source_key') }}
+        source_record_node(overrides.right_source_system, overrides.right_source_key)
             as right_record_node,
         overrides.action,
         overrides.reason

@@ -73,7 +73,7 @@ pos_transactions as (
 pos_records as (
 
     select
-        'pos:' || pos_transactions.transaction_id as record_node,
+        pos_record_node(pos_transactions.transaction_id) as record_node,
         'pos' as record_type,
         'pos' as source_system,
         pos_transactions.transaction_id as source_key,
@@ -106,7 +106,7 @@ web_devices as (
 web_records as (
 
     select
-        'web:' || web_devices.anonymous_id as record_node,
+        web_record_node(web_devices.anonymous_id) as record_node,
         'web' as record_type,
         'web' as source_system,
         web_devices.anonymous_id as source_key,

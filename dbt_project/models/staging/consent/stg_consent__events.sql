@@ -28,7 +28,7 @@ final as (
         trim(ranked.consent_event_id) as consent_event_id,
         lower(trim(ranked.subject_type)) as subject_type,
         coalesce(nullif(trim(ranked.source_system), ''), 'crm') as source_system,
-        {{ identity_subject_node('ranked.subject_type', 'ranked.subject_id', 'ranked.source_system') }}
+        identity_subject_node(ranked.subject_type, ranked.subject_id, ranked.source_system)
             as subject_node,
         lower(trim(ranked.purpose)) as purpose,
         lower(trim(ranked.status)) as status,

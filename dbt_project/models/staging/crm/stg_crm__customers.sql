@@ -40,21 +40,22 @@ ranked as (
 
 latest as (
 
-    select * from ranked where recency_rank = 1
+    select * from ranked
+    where recency_rank = 1
 
 ),
 
-normalised as (
+cleaned as (
 
     select
         latest.source_system,
         latest.crm_customer_id,
         nullif(trim(latest.first_name), '') as first_name,
         nullif(trim(latest.last_name), '') as last_name,
-        {{ normalize_email('latest.email') }} as email_normalised,
-        {{ normalize_phone('latest.phone', 'latest.country') }} as phone_normalised,
-        {{ clean_identifier('latest.loyalty_card_id') }} as loyalty_card_id,
-        {{ clean_identifier('latest.web_user_id') }} as web_user_id,
+        identity_email(latest.email) as email,
+        identity_phone(latest.phone, latest.country) as phone_e164,
+        clean_identifier(latest.loyalty_card_id) as loyalty_card_id,
+        clean_identifier(latest.web_user_id) as web_user_id,
         lower(trim(latest.gender)) as gender_text,
         nullif(trim(latest.street_address), '') as street_address,
         nullif(trim(latest.city), '') as city,
@@ -70,26 +71,10 @@ normalised as (
 
 ),
 
-cleaned as (
-
-    select
-        normalised.*,
-        case
-            when not {{ is_junk_email('normalised.email_normalised') }}
-                then normalised.email_normalised
-        end as email,
-        case
-            when not {{ is_junk_phone('normalised.phone_normalised') }}
-                then normalised.phone_normalised
-        end as phone_e164
-    from normalised
-
-),
-
 final as (
 
     select
-        'crm:' || cleaned.source_system || ':' || cleaned.crm_customer_id as record_node,
+        crm_record_node(cleaned.source_system, cleaned.crm_customer_id) as record_node,
         cleaned.source_system,
         cleaned.crm_customer_id,
         cleaned.first_name,
@@ -97,12 +82,12 @@ final as (
         lower(cleaned.first_name) as first_name_normalised,
         lower(cleaned.last_name) as last_name_normalised,
         cleaned.email,
-        {{ hmac_key('cleaned.email') }} as email_key,
+        hmac_key(cleaned.email) as email_key,
         cleaned.phone_e164,
-        {{ hmac_key('cleaned.phone_e164') }} as phone_key,
+        hmac_key(cleaned.phone_e164) as phone_key,
         cleaned.loyalty_card_id,
-        {{ hmac_key('cleaned.loyalty_card_id') }} as loyalty_card_key,
-        {{ hmac_key('cleaned.web_user_id') }} as web_user_key,
+        hmac_key(cleaned.loyalty_card_id) as loyalty_card_key,
+        hmac_key(cleaned.web_user_id) as web_user_key,
         case
             when cleaned.gender_text in ('f', 'female', 'w', 'woman', 'girl') then 'f'
             when cleaned.gender_text in ('m', 'male', 'man', 'boy') then 'm'

@@ -28,7 +28,7 @@ final as (
         lower(trim(ranked.request_type)) as request_type,
         lower(trim(ranked.subject_type)) as subject_type,
         coalesce(nullif(trim(ranked.source_system), ''), 'crm') as source_system,
-        {{ identity_subject_node('ranked.subject_type', 'ranked.subject_id', 'ranked.source_system') }}
+        identity_subject_node(ranked.subject_type, ranked.subject_id, ranked.source_system)
             as subject_node,
         ranked.requested_at
     from ranked
