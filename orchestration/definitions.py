@@ -7,11 +7,12 @@ import dagster as dg
 from orchestration.defs.automation import build_automation, refresh_job
 from orchestration.defs.identity.assets import identity_assets, identity_checks
 from orchestration.defs.ingest.assets import ingest_assets
+from orchestration.defs.layers import table_keys
 from orchestration.defs.ml.assets import ml_assets
 from orchestration.defs.privacy.assets import privacy_assets
 from orchestration.defs.publish.assets import serving_snapshot
 from orchestration.defs.publish.exports import activation_exports, exports_consented
-from orchestration.defs.quality.checks import gx_checks
+from orchestration.defs.quality.checks import build_gx_checks
 from orchestration.defs.resources import build_resources
 from orchestration.defs.transform.assets import build_dbt_assets
 from orchestration.settings import Settings, load_settings
@@ -24,17 +25,18 @@ def build_definitions(settings: Settings | None = None) -> dg.Definitions:
     resources["export_dir"] = str(settings.export_dir)
     resources["privacy_dir"] = str(settings.privacy_dir)
     schedules, sensors = build_automation(settings)
+    assets = [
+        *ingest_assets,
+        *identity_assets,
+        *build_dbt_assets(settings.dbt_executable),
+        *ml_assets,
+        activation_exports,
+        *privacy_assets,
+        serving_snapshot,
+    ]
     return dg.Definitions(
-        assets=[
-            *ingest_assets,
-            *identity_assets,
-            *build_dbt_assets(settings.dbt_executable),
-            *ml_assets,
-            activation_exports,
-            *privacy_assets,
-            serving_snapshot,
-        ],
-        asset_checks=[*gx_checks, *identity_checks, exports_consented],
+        assets=assets,
+        asset_checks=[*build_gx_checks(table_keys(assets)), *identity_checks, exports_consented],
         jobs=[refresh_job],
         schedules=schedules,
         sensors=sensors,

@@ -11,6 +11,7 @@ from dataclasses import dataclass, field
 import dagster as dg
 import duckdb
 
+from orchestration.defs.publish.assets import SNAPSHOT_KEY
 from orchestration.settings import Settings
 from warehouse.sources import SOURCES
 
@@ -268,8 +269,7 @@ def execute_refresh(settings: Settings, log_level: str = "WARNING") -> RefreshOu
         run_errors=_run_errors(result),
         recovered_runs=recovered,
         published=any(
-            e.event_type_value == "ASSET_MATERIALIZATION"
-            and e.asset_key == dg.AssetKey(["serving", "snapshot"])
+            e.event_type_value == "ASSET_MATERIALIZATION" and e.asset_key == SNAPSHOT_KEY
             for e in result.all_events
         ),
     )

@@ -206,7 +206,7 @@ def test_failed_gate_stops_downstream_and_keeps_the_snapshot(pipeline, tmp_path)
         if e.event_type_value == "ASSET_MATERIALIZATION"
     }
     assert "raw/pos" in materialised
-    assert not materialised & {"staging/stg_pos__transaction_lines", "marts/customer_profiles"}
+    assert not materialised & {"staging/stg_pos__transaction_lines", "identity/customer_profiles"}
     assert hashlib.sha256(serving_copy.read_bytes()).hexdigest() == before
 
 

@@ -705,7 +705,7 @@ def _gated_run(tmp_path: Path, members: int) -> dg.ExecuteInProcessResult:
     )
     con.close()
 
-    @dg.asset(key=["marts", "segment_summary"])
+    @dg.asset(key=["segments", "segment_summary"])
     def summary() -> None:
         return None
 
@@ -715,7 +715,7 @@ def _gated_run(tmp_path: Path, members: int) -> dg.ExecuteInProcessResult:
 
     defs = dg.Definitions(
         assets=[summary, downstream],
-        asset_checks=[_gx_check("marts.segment_summary")],
+        asset_checks=[_gx_check("marts.segment_summary", summary.key)],
         jobs=[dg.define_asset_job("gated", selection=dg.AssetSelection.all())],
         resources={
             "warehouse": WarehouseResource(

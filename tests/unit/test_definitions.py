@@ -29,21 +29,37 @@ def defs(tmp_path_factory):
 
 
 def test_every_documented_table_is_an_asset(defs):
+    from orchestration.defs.layers import table_keys
+    from tests.integration.conftest import DOCUMENTED_TABLES
+
+    tables = table_keys(defs.assets)
+    raw = {f"raw.{s}" for s in ("crm", "pos", "web", "consent", "privacy", "campaigns")}
+    assert DOCUMENTED_TABLES | raw <= set(tables)
+    assert tables["marts.identity_map"] == dg.AssetKey(["identity", "identity_map"])
+    assert tables["marts.customer_scores"] == dg.AssetKey(["models", "customer_scores"])
     keys = {"/".join(k.path) for k in defs.resolve_all_asset_keys()}
-    expected = {
-        *(f"raw/{s}" for s in ("crm", "pos", "web", "consent", "privacy", "campaigns")),
-        "marts/identity_map",
-        "marts/customer_profiles",
-        "marts/customer_features",
-        "marts/customer_scores",
-        "marts/segment_definitions",
-        "marts/segment_members",
-        "marts/segment_membership_history",
-        "marts/segment_summary",
-        "ml/model_runs",
-        "serving/snapshot",
+    assert {"publish/serving_snapshot", "publish/activation_exports", "privacy/erasure"} <= keys
+
+
+def test_groups_are_the_layers_and_depend_on_each_other_in_flow_order(defs):
+    from orchestration.defs.layers import LAYERS
+
+    graph = defs.resolve_asset_graph()
+    order = {layer: i for i, layer in enumerate(LAYERS)}
+    group_edges = set()
+    for key in graph.get_all_asset_keys():
+        node = graph.get(key)
+        assert node.group_name in LAYERS, key
+        assert key.path[0] == node.group_name, key  # the key prefix is the group
+        for parent in node.parent_keys:
+            assert graph.has(parent), (key, parent)  # no dangling dependency
+            group_edges.add((graph.get(parent).group_name, node.group_name))
+    backwards = {(a, b) for a, b in group_edges if order[a] > order[b]}
+    assert not backwards, backwards
+    # each layer feeds the next: the groups form one chain, left to right
+    assert {(a, b) for a, b in group_edges if order[b] == order[a] + 1} == {
+        (a, b) for a, b in zip(LAYERS, list(LAYERS)[1:], strict=False)
     }
-    assert expected <= keys
 
 
 def test_gates_are_blocking_and_cover_each_layer(defs):
@@ -53,9 +69,10 @@ def test_gates_are_blocking_and_cover_each_layer(defs):
     for table in (
         "raw/pos",
         "staging/stg_web__events",
-        "marts/customer_profiles",
-        "marts/customer_scores",
-        "marts/segment_members",
+        "identity/customer_profiles",
+        "features/customer_features",
+        "models/customer_scores",
+        "segments/segment_members",
     ):
         assert table in gated
     assert all(graph.get_check_spec(k).blocking for k in gx)
@@ -68,14 +85,16 @@ def test_each_dbt_model_is_built_by_exactly_one_layer(defs):
     dbt_keys = [
         k
         for k in graph.get_all_asset_keys()
-        if k.path[0] in ("staging", "intermediate", "marts", "ml")
-        and graph.get(k).is_materializable
+        if graph.get(k).is_materializable
+        and graph.get(k).assets_def.node_def.name.startswith("dbt_")
     ]
     owners = {k: graph.get(k).assets_def.node_def.name for k in dbt_keys}
-    assert len(owners) == len(set(dbt_keys))
+    assert len(owners) == len(set(dbt_keys)) > 30
     assert owners[dg.AssetKey(["staging", "stg_pos__transaction_lines"])] == "dbt_staging"
-    assert owners[dg.AssetKey(["marts", "identity_map"])] == "dbt_identity"
-    assert owners[dg.AssetKey(["marts", "customer_features"])] == "dbt_features"
+    assert owners[dg.AssetKey(["identity", "identity_map"])] == "dbt_identity"
+    assert owners[dg.AssetKey(["privacy", "int_privacy_requests_resolved"])] == "dbt_identity"
+    assert owners[dg.AssetKey(["features", "customer_features"])] == "dbt_features"
+    assert owners[dg.AssetKey(["segments", "campaign_performance"])] == "dbt_rest"
 
 
 def test_schedule_and_sensor(defs):

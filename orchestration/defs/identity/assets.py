@@ -10,6 +10,7 @@ from pathlib import Path
 import dagster as dg
 
 from ml import identity_eval, matching
+from orchestration.defs.layers import layer_key, table_spec_kwargs
 from orchestration.defs.resources import WarehouseResource
 
 GROUP = "identity"
@@ -25,21 +26,18 @@ def _json_safe(value):
 @dg.multi_asset(
     specs=[
         dg.AssetSpec(
-            ["intermediate", "identity_overrides"],
-            group_name=GROUP,
+            **table_spec_kwargs(GROUP, "identity_overrides", "intermediate.identity_overrides"),
             kinds={"duckdb"},
             description="Manual never-merge / always-merge record pairs from the overrides CSV "
             "(MICROSEG_IDENTITY_OVERRIDES; a missing file means none), reloaded every run.",
         ),
         dg.AssetSpec(
-            ["intermediate", "identity_parameters"],
-            group_name=GROUP,
+            **table_spec_kwargs(GROUP, "identity_parameters", "intermediate.identity_parameters"),
             kinds={"duckdb"},
             description="Identity guard settings the dbt identity layer reads.",
         ),
         dg.AssetSpec(
-            ["intermediate", "identity_blocklist"],
-            group_name=GROUP,
+            **table_spec_kwargs(GROUP, "identity_blocklist", "intermediate.identity_blocklist"),
             kinds={"duckdb"},
             description="Extra junk identifier values (MICROSEG_IDENTITY_BLOCKLIST).",
         ),
@@ -58,11 +56,11 @@ def identity_rules(context: dg.AssetExecutionContext, warehouse: WarehouseResour
     source = warehouse.identity_overrides
     present = bool(source) and Path(source).is_file()
     yield dg.MaterializeResult(
-        asset_key=["intermediate", "identity_overrides"],
+        asset_key=layer_key(GROUP, "identity_overrides"),
         metadata={"rows": overrides, "file": source or "", "file_present": present},
     )
     yield dg.MaterializeResult(
-        asset_key=["intermediate", "identity_parameters"],
+        asset_key=layer_key(GROUP, "identity_parameters"),
         metadata={
             "max_cluster_size": warehouse.identity_max_cluster_size,
             "max_values_per_type": warehouse.identity_max_values_per_type,
@@ -70,14 +68,13 @@ def identity_rules(context: dg.AssetExecutionContext, warehouse: WarehouseResour
         },
     )
     yield dg.MaterializeResult(
-        asset_key=["intermediate", "identity_blocklist"],
+        asset_key=layer_key(GROUP, "identity_blocklist"),
         metadata={"values": len(set(warehouse.identity_blocklist))},
     )
 
 
 @dg.asset(
-    key=["intermediate", "identity_match_edges"],
-    group_name=GROUP,
+    **table_spec_kwargs(GROUP, "identity_match_edges", "intermediate.identity_match_edges"),
     kinds={"splink", "duckdb"},
     deps=[["staging", "stg_crm__customers"]],
     description="Splink matches between CRM records that share no exact key (names, birth "
@@ -155,10 +152,9 @@ def identity_match_edges_valid(warehouse: WarehouseResource) -> dg.AssetCheckRes
 
 
 @dg.asset(
-    key=["ml", "identity_evaluation"],
-    group_name=GROUP,
+    **table_spec_kwargs(GROUP, "identity_evaluation", None),
     kinds={"duckdb"},
-    deps=[["marts", "identity_map"]],
+    deps=[layer_key(GROUP, "identity_map")],
     description="Pairwise precision, recall, F1 and cluster metrics of marts.identity_map "
     "against the generator's ground truth (<landing>/_truth/identity.csv) when present, over "
     "CRM records (the target's scope) and over all records with an identifier. Recorded in "

@@ -2,14 +2,14 @@
 
 import dagster as dg
 
+from orchestration.defs.layers import table_spec_kwargs
 from orchestration.defs.resources import WarehouseResource
 from warehouse.ingest import SOURCES, ensure_raw_schema, load_source
 
 
 def _ingest_asset(source: str) -> dg.AssetsDefinition:
     @dg.asset(
-        key=["raw", source],
-        group_name="raw",
+        **table_spec_kwargs("raw", source, f"raw.{source}"),
         kinds={"duckdb"},
         description=f"Rows of the `{source}/` landing folder, typed; rejected rows in "
         f"raw.{source}_quarantine. Incremental by file (raw.load_ledger); its gates prove rows "

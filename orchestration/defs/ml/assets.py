@@ -5,7 +5,11 @@ import json
 import dagster as dg
 
 import ml
+from orchestration.defs.layers import layer_key, table_spec_kwargs
 from orchestration.defs.resources import WarehouseResource
+
+SCORES_KEY = layer_key("models", "customer_scores")
+FEATURES_KEY = layer_key("features", "customer_features")
 
 
 def _json_safe(value):
@@ -15,18 +19,16 @@ def _json_safe(value):
 @dg.multi_asset(
     specs=[
         dg.AssetSpec(
-            ["marts", "customer_scores"],
-            group_name="ml",
+            **table_spec_kwargs("models", "customer_scores", "marts.customer_scores"),
             kinds={"scikitlearn", "duckdb"},
             description="Propensity, clusters and RFM cells per person as of the run date",
-            deps=[["marts", "customer_features"], ["ml", "propensity_training_examples"]],
+            deps=[FEATURES_KEY, layer_key("models", "propensity_training_examples")],
         ),
         dg.AssetSpec(
-            ["ml", "model_runs"],
-            group_name="ml",
+            **table_spec_kwargs("models", "model_runs", "ml.model_runs"),
             kinds={"duckdb"},
             description="One row per trained model: params, metrics, features",
-            deps=[["marts", "customer_features"]],
+            deps=[FEATURES_KEY],
         ),
     ],
 )
@@ -39,14 +41,14 @@ def customer_scores(context: dg.AssetExecutionContext, warehouse: WarehouseResou
     for warning in metrics.get("warnings", []):
         context.log.warning(warning)
     yield dg.MaterializeResult(
-        asset_key=["marts", "customer_scores"],
+        asset_key=SCORES_KEY,
         metadata={
             "as_of": as_of.isoformat(),
             "rows_total": int(persons),
             "metrics": dg.MetadataValue.json(_json_safe(metrics)),
         },
     )
-    yield dg.MaterializeResult(asset_key=["ml", "model_runs"])
+    yield dg.MaterializeResult(asset_key=layer_key("models", "model_runs"))
 
 
 SEGMENT_TABLES = ["segment_definitions", "segment_members", "segment_membership_history"]
@@ -55,14 +57,9 @@ SEGMENT_TABLES = ["segment_definitions", "segment_members", "segment_membership_
 @dg.multi_asset(
     specs=[
         dg.AssetSpec(
-            ["marts", name],
-            group_name="segments",
+            **table_spec_kwargs("segments", name, f"marts.{name}"),
             kinds={"duckdb"},
-            deps=[
-                ["marts", "customer_scores"],
-                ["marts", "customer_profiles"],
-                ["marts", "customer_features"],
-            ],
+            deps=[SCORES_KEY, layer_key("identity", "customer_profiles"), FEATURES_KEY],
         )
         for name in [*SEGMENT_TABLES, "segment_summary"]
     ],
@@ -84,9 +81,9 @@ def segments(context: dg.AssetExecutionContext, warehouse: WarehouseResource):
     for warning in result.get("warnings", []):
         context.log.warning(warning)
     for name in SEGMENT_TABLES:
-        yield dg.MaterializeResult(asset_key=["marts", name])
+        yield dg.MaterializeResult(asset_key=layer_key("segments", name))
     yield dg.MaterializeResult(
-        asset_key=["marts", "segment_summary"],
+        asset_key=layer_key("segments", "segment_summary"),
         metadata={
             "as_of": as_of.isoformat(),
             "segments": dg.MetadataValue.md(

@@ -2,6 +2,7 @@
 
 import dagster as dg
 
+from orchestration.defs.layers import layer_key
 from orchestration.defs.resources import WarehouseResource
 from warehouse.erasure import (
     apply_erasures,
@@ -13,15 +14,16 @@ from warehouse.privacy import fulfil_access_requests
 
 
 @dg.asset(
-    key=["privacy", "access_responses"],
-    group_name="privacy",
+    # A publication (files handed to the person) after segments: in the publish layer.
+    key=layer_key("publish", "access_responses"),
+    group_name="publish",
     kinds={"json"},
     deps=[
-        ["intermediate", "int_privacy_requests_resolved"],
-        ["marts", "customer_profiles"],
-        ["marts", "customer_scores"],
-        ["marts", "segment_members"],
-        ["marts", "segment_membership_history"],
+        layer_key("privacy", "int_privacy_requests_resolved"),
+        layer_key("identity", "customer_profiles"),
+        layer_key("models", "customer_scores"),
+        layer_key("segments", "segment_members"),
+        layer_key("segments", "segment_membership_history"),
     ],
     description="One JSON file per access request: profile, identifiers, consent history, "
     "segments and scores; written once, logged in audit.events",
@@ -44,13 +46,13 @@ def access_responses(
 
 
 @dg.asset(
-    key=["privacy", "erasure"],
+    key=layer_key("privacy", "erasure"),
     group_name="privacy",
     kinds={"duckdb"},
     deps=[
-        ["intermediate", "int_privacy_requests_resolved"],
-        ["marts", "identity_map"],
-        ["marts", "customer_profiles"],
+        layer_key("privacy", "int_privacy_requests_resolved"),
+        layer_key("identity", "identity_map"),
+        layer_key("identity", "customer_profiles"),
     ],
     description="Applies pending erasure requests: the person leaves every layer, earlier "
     "exports, access responses and the serving snapshot; their keyed ids join the suppression "

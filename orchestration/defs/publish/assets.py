@@ -2,28 +2,31 @@
 
 import dagster as dg
 
+from orchestration.defs.layers import layer_key
+from orchestration.defs.publish.exports import EXPORTS_KEY
 from orchestration.defs.resources import WarehouseResource
 from warehouse import audit
 from warehouse.publish import publish_snapshot
 
+SNAPSHOT_KEY = layer_key("publish", "serving_snapshot")
 PUBLISHED_DEPS = [
-    ["marts", "identity_map"],
-    ["marts", "customer_profiles"],
-    ["marts", "customer_features"],
-    ["marts", "customer_scores"],
-    ["marts", "segment_definitions"],
-    ["marts", "segment_members"],
-    ["marts", "segment_membership_history"],
-    ["marts", "segment_summary"],
-    ["marts", "campaign_performance"],
-    ["ml", "model_runs"],
+    layer_key("identity", "identity_map"),
+    layer_key("identity", "customer_profiles"),
+    layer_key("features", "customer_features"),
+    layer_key("models", "customer_scores"),
+    layer_key("models", "model_runs"),
+    layer_key("segments", "segment_definitions"),
+    layer_key("segments", "segment_members"),
+    layer_key("segments", "segment_membership_history"),
+    layer_key("segments", "segment_summary"),
+    layer_key("segments", "campaign_performance"),
     # Publishing waits for the export gate: a run that failed it publishes nothing.
-    ["exports", "activation"],
+    EXPORTS_KEY,
 ]
 
 
 @dg.asset(
-    key=["serving", "snapshot"],
+    key=SNAPSHOT_KEY,
     group_name="publish",
     kinds={"duckdb"},
     deps=PUBLISHED_DEPS,

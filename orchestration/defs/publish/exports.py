@@ -2,11 +2,12 @@
 
 import dagster as dg
 
+from orchestration.defs.layers import layer_key
 from orchestration.defs.resources import WarehouseResource
 from warehouse import audit
 from warehouse.activation import export_segments, verify_exports
 
-EXPORTS_KEY = dg.AssetKey(["exports", "activation"])
+EXPORTS_KEY = layer_key("publish", "activation_exports")
 
 
 @dg.asset(
@@ -14,9 +15,9 @@ EXPORTS_KEY = dg.AssetKey(["exports", "activation"])
     group_name="publish",
     kinds={"csv"},
     deps=[
-        ["marts", "segment_members"],
-        ["marts", "segment_definitions"],
-        ["marts", "customer_profiles"],
+        layer_key("segments", "segment_members"),
+        layer_key("segments", "segment_definitions"),
+        layer_key("identity", "customer_profiles"),
     ],
     description="Audience files (hashed email/phone) and manifests for activation segments",
 )

@@ -5,38 +5,16 @@ downstream steps); when only warn-severity expectations fail, the check fails wi
 which Dagster shows but does not block on.
 """
 
+from collections.abc import Mapping
+
 import dagster as dg
 
-from expectations import validate
+from expectations import SUITES, validate
 from expectations.runner import validate_landing
 from expectations.sql_checks import LANDING_CHECKS
+from orchestration.defs.layers import layer_key
 from orchestration.defs.resources import WarehouseResource
 from warehouse.ingest import SOURCES, discover_files
-
-# Table -> asset key; staging views and marts share their dbt asset keys ([schema, name]).
-GATED_TABLES = [
-    "raw.crm",
-    "raw.pos",
-    "raw.web",
-    "raw.consent",
-    "raw.privacy",
-    "raw.campaigns",
-    "staging.stg_crm__customers",
-    "staging.stg_pos__transaction_lines",
-    "staging.stg_web__events",
-    "staging.stg_consent__events",
-    "staging.stg_privacy__requests",
-    "staging.stg_campaigns__results",
-    "marts.identity_map",
-    "marts.customer_profiles",
-    "marts.customer_features",
-    "marts.customer_scores",
-    "marts.segment_definitions",
-    "marts.segment_members",
-    "marts.segment_summary",
-    "marts.segment_membership_history",
-    "ml.model_runs",
-]
 
 
 def _previous_row_count(
@@ -92,9 +70,8 @@ def _markdown(failures: list[dict]) -> str:
     return "\n".join(lines)
 
 
-def _gx_check(table: str) -> dg.AssetChecksDefinition:
-    schema, name = table.split(".")
-    key = dg.AssetKey([schema, name])
+def _gx_check(table: str, key: dg.AssetKey) -> dg.AssetChecksDefinition:
+    name = table.split(".")[1]
     check_key = dg.AssetCheckKey(key, f"gx_{name}")
 
     @dg.asset_check(
@@ -137,9 +114,6 @@ def _gx_check(table: str) -> dg.AssetChecksDefinition:
     return _check
 
 
-gx_checks = [_gx_check(table) for table in GATED_TABLES]
-
-
 LANDING_CHECK_DESCRIPTIONS = {
     "rejected_files": "no file of the source is rejected (a missing required column, an "
     "unreadable file); per source, a rejection can be set to warn",
@@ -166,7 +140,7 @@ def _landing_description(result) -> str:
 
 
 def _landing_check(source: str) -> dg.AssetChecksDefinition:
-    key = dg.AssetKey(["raw", source])
+    key = layer_key("raw", source)
 
     @dg.multi_asset_check(
         name=f"landing_gates_{source}",
@@ -209,5 +183,11 @@ def _landing_check(source: str) -> dg.AssetChecksDefinition:
 
 
 landing_checks = [_landing_check(source) for source in SOURCES]
-# Every gate of this module; definitions.py registers gx_checks.
-gx_checks = [*gx_checks, *landing_checks]
+
+
+def build_gx_checks(table_keys: Mapping[str, dg.AssetKey]) -> list[dg.AssetChecksDefinition]:
+    """A blocking great-expectations check on the asset of every table with a suite (tables no
+    asset writes, such as raw.load_ledger, are judged by the landing gates), plus the landing
+    gates of each source."""
+    gx = [_gx_check(table, table_keys[table]) for table in SUITES if table in table_keys]
+    return [*gx, *landing_checks]

@@ -19,28 +19,35 @@ from dagster_dbt import (
     dbt_assets,
 )
 
+from orchestration.defs.layers import LAYERS, TABLE_NAME, layer_key
 from orchestration.defs.resources import WarehouseResource
 from orchestration.settings import DBT_PROJECT_DIR
 
-# (layer, dbt selection): every model belongs to exactly one layer; `rest` takes what is left.
-LAYERS: list[tuple[str, str]] = [
-    ("staging", "path:models/staging"),
-    (
-        "identity",
-        "path:models/intermediate/identity path:models/intermediate/privacy identity_map "
-        "customer_profiles identity_cuts person_id_lineage",
-    ),
-    ("features", "path:models/intermediate/features customer_features path:models/ml"),
+# dbt invocations, in order, by the layers (meta.layer) of the models each builds: a blocking
+# check in one stops the next. `rest` takes the models of any other layer.
+DBT_STEPS: list[tuple[str, tuple[str, ...]]] = [
+    ("staging", ("staging",)),
+    ("identity", ("identity", "privacy")),
+    ("features", ("features", "models")),
 ]
 
-# Models that read the person's events and must not see an erased person again in the run.
-AFTER_ERASURE_PATHS = (
-    "models/intermediate/features",
-    "models/marts/customer_features",
-    "models/ml",
-    "models/segments",
-)
-ERASURE_KEY = dg.AssetKey(["privacy", "erasure"])
+# Layers whose models read the person's events: they must not see an erased person again.
+AFTER_ERASURE_LAYERS = ("features", "models", "segments")
+ERASURE_KEY = layer_key("privacy", "erasure")
+
+
+def model_layer(dbt_resource_props: Mapping[str, Any]) -> str:
+    """A model's layer: meta.layer, set per folder in dbt_project.yml."""
+    meta = (dbt_resource_props.get("config") or {}).get("meta") or dbt_resource_props.get("meta")
+    layer = (meta or {}).get("layer")
+    if layer not in LAYERS:
+        raise ValueError(
+            f"dbt model {dbt_resource_props.get('original_file_path')} has meta.layer "
+            f"{layer!r}; set +meta: {{layer: ...}} on its folder in dbt_project.yml "
+            f"(one of {', '.join(LAYERS)})"
+        )
+    return layer
+
 
 dbt_project = DbtProject(project_dir=DBT_PROJECT_DIR, profiles_dir=DBT_PROJECT_DIR)
 
@@ -93,23 +100,29 @@ def ensure_manifest(dbt_executable: str, project: DbtProject = dbt_project) -> P
 
 
 class MicrosegTranslator(DagsterDbtTranslator):
-    """Keys are [schema, model]; groups are the model's folder under models/."""
+    """Keys are [layer, model] and groups the layer, from the model's meta.layer."""
 
     def get_asset_key(self, dbt_resource_props: Mapping[str, Any]) -> dg.AssetKey:
-        if dbt_resource_props["resource_type"] == "source":
+        if dbt_resource_props["resource_type"] != "model":
             return super().get_asset_key(dbt_resource_props)
-        return dg.AssetKey([dbt_resource_props["schema"], dbt_resource_props["name"]])
+        return layer_key(model_layer(dbt_resource_props), dbt_resource_props["name"])
 
     def get_group_name(self, dbt_resource_props: Mapping[str, Any]) -> str | None:
-        fqn = dbt_resource_props.get("fqn") or []
-        return fqn[1] if len(fqn) > 2 else "dbt"
+        if dbt_resource_props["resource_type"] != "model":
+            return super().get_group_name(dbt_resource_props)
+        return model_layer(dbt_resource_props)
 
     def get_asset_spec(self, manifest, unique_id, project) -> dg.AssetSpec:
         spec = super().get_asset_spec(manifest, unique_id, project)
         props = self.get_resource_props(manifest, unique_id)
-        path = props.get("original_file_path") or ""
+        if props["resource_type"] != "model":
+            return spec
+        # The relation analysts query (schema.table), whatever the warehouse file is called.
+        spec = spec.replace_attributes(
+            metadata={**spec.metadata, TABLE_NAME: f"{props['schema']}.{props['name']}"}
+        )
         # Everything built from events waits until pending erasures are applied.
-        if props["resource_type"] == "model" and path.startswith(AFTER_ERASURE_PATHS):
+        if model_layer(props) in AFTER_ERASURE_LAYERS:
             return spec.merge_attributes(deps=[ERASURE_KEY])
         return spec
 
@@ -160,22 +173,15 @@ def _layer_assets(layer: str, select: str, exclude: str | None, manifest: Path):
     return _assets
 
 
+def _selection(layers: tuple[str, ...]) -> str:
+    return " ".join(f"config.meta.layer:{layer}" for layer in layers)
+
+
 def build_dbt_assets(dbt_executable: str) -> list[dg.AssetsDefinition]:
     manifest = ensure_manifest(dbt_executable)
-    assets = [_layer_assets(layer, select, None, manifest) for layer, select in LAYERS]
-    rest_exclude = " ".join(select for _, select in LAYERS)
+    assets = [_layer_assets(step, _selection(layers), None, manifest) for step, layers in DBT_STEPS]
+    covered = {layer for _, layers in DBT_STEPS for layer in layers}
     models = json.loads(manifest.read_text())["nodes"].values()
-    has_rest = any(
-        n["resource_type"] == "model"
-        and not any(
-            n["original_file_path"].startswith(s.split(":", 1)[1])
-            for _, sel in LAYERS
-            for s in sel.split()
-            if s.startswith("path:")
-        )
-        and n["name"] not in {s for _, sel in LAYERS for s in sel.split() if ":" not in s}
-        for n in models
-    )
-    if has_rest:
-        assets.append(_layer_assets("rest", "fqn:*", rest_exclude, manifest))
+    if any(n["resource_type"] == "model" and model_layer(n) not in covered for n in models):
+        assets.append(_layer_assets("rest", "fqn:*", _selection(tuple(covered)), manifest))
     return assets

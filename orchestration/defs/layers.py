@@ -1,0 +1,54 @@
+"""The layers of the flow: each is one Dagster group and the key prefix of its assets.
+
+dbt models take their layer from `meta.layer`, set per folder in dbt_project.yml (the translator in
+transform/assets.py reads it); Python assets name theirs with `layer_key`. Groups depend on each
+other in this order only, so the lineage graph reads left to right.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping
+
+import dagster as dg
+
+LAYERS: dict[str, str] = {
+    "raw": "Landing-zone files loaded as typed rows, bad rows quarantined, per source",
+    "staging": "One cleaned, de-duplicated view or table per source (dbt)",
+    "identity": "Records stitched into persons: exact keys, Splink matches, guards, stable "
+    "person ids, the profile per person",
+    "privacy": "Data-subject requests resolved to persons; erasures applied before anything "
+    "is computed from events",
+    "features": "Events attributed to persons and aggregated into features as of the run date",
+    "models": "scikit-learn models: propensity, clusters, RFM cells and their training data",
+    "segments": "Consent-gated segments, their members, history and campaign results",
+    "publish": "What leaves the warehouse: the serving snapshot, activation exports and access "
+    "responses",
+}
+
+TABLE_NAME = "dagster/table_name"
+
+
+def layer_key(layer: str, name: str) -> dg.AssetKey:
+    """The asset key of `name` in `layer` (the layer is also its group)."""
+    if layer not in LAYERS:
+        raise ValueError(f"unknown layer {layer!r}; layers: {', '.join(LAYERS)}")
+    return dg.AssetKey([layer, name])
+
+
+def table_spec_kwargs(layer: str, name: str, table: str | None) -> dict:
+    """Key, group and table metadata of an asset of `layer` that writes warehouse table `table`."""
+    kwargs: dict = {"key": layer_key(layer, name), "group_name": layer}
+    if table:
+        kwargs["metadata"] = {TABLE_NAME: table}
+    return kwargs
+
+
+def table_keys(assets: Iterable[dg.AssetsDefinition]) -> Mapping[str, dg.AssetKey]:
+    """schema.table -> the key of the asset that writes it, from each asset's table metadata."""
+    keys: dict[str, dg.AssetKey] = {}
+    for asset in assets:
+        for spec in asset.specs:
+            table = (spec.metadata or {}).get(TABLE_NAME)
+            if table is not None:
+                keys[str(getattr(table, "value", table))] = spec.key
+    return keys
