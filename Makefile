@@ -25,7 +25,7 @@ test: venv
 
 ui: venv
 	mkdir -p "$${DAGSTER_HOME:-$(CURDIR)/data/dagster_home}"
-	DAGSTER_HOME="$${DAGSTER_HOME:-$(CURDIR)/data/dagster_home}" $(BIN)/dagster dev -m orchestration.definitions
+	DAGSTER_HOME="$${DAGSTER_HOME:-$(CURDIR)/data/dagster_home}" $(BIN)/dagster dev  # the code location of pyproject.toml [tool.dagster]
 
 lint: venv
 	$(BIN)/ruff check .

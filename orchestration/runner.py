@@ -1,18 +1,35 @@
-"""Runs the refresh job in-process on the shared Dagster instance and prints what happened."""
+"""Runs the refresh job in-process on the shared Dagster instance and prints what happened.
+
+The run is created as the UI's code location would create it (the location named in
+pyproject.toml's [tool.dagster], the job as defined, not an in-process copy), so it is listed under
+the `refresh` job, on the timeline and in each asset's history, and the UI can re-execute it.
+"""
 
 from __future__ import annotations
 
 import contextlib
 import os
 import socket
+import sys
 import time
+import tomllib
 from dataclasses import dataclass, field
+from functools import cache
 
 import dagster as dg
 import duckdb
+from dagster._core.definitions.job_base import InMemoryJob
+from dagster._core.execution.api import create_execution_plan, execute_run
+from dagster._core.execution.execution_result import ExecutionResult
+from dagster._core.remote_origin import (
+    ManagedGrpcPythonEnvCodeLocationOrigin,
+    RemoteJobOrigin,
+    RemoteRepositoryOrigin,
+)
+from dagster._core.types.loadable_target_origin import LoadableTargetOrigin
 
 from orchestration.defs.publish.assets import SNAPSHOT_KEY
-from orchestration.settings import Settings
+from orchestration.settings import REPO_ROOT, Settings
 from warehouse.sources import SOURCES
 
 EXIT_OK, EXIT_GATE_FAILED, EXIT_CANNOT_RUN = 0, 1, 2
@@ -23,8 +40,30 @@ INSTANCE_CONFIG = "telemetry:\n  enabled: false\n"
 BUSY_MARKER = "holds the warehouse lock"
 
 
+JOB_NAME = "refresh"
+# A Definitions object is served as this one repository of its code location.
+REPOSITORY_NAME = "__repository__"
+
+
+@cache
+def code_location() -> tuple[str, str]:
+    """(location name, definitions module) the UI loads: pyproject.toml's [tool.dagster]."""
+    with open(REPO_ROOT / "pyproject.toml", "rb") as f:
+        block = tomllib.load(f)["tool"]["dagster"]
+    return block["code_location_name"], block["module_name"]
+
+
+def _remote_job_origin() -> RemoteJobOrigin:
+    location, module = code_location()
+    target = LoadableTargetOrigin(
+        executable_path=sys.executable, module_name=module, working_directory=str(REPO_ROOT)
+    )
+    origin = ManagedGrpcPythonEnvCodeLocationOrigin(target, location_name=location)
+    return RemoteJobOrigin(RemoteRepositoryOrigin(origin, REPOSITORY_NAME), JOB_NAME)
+
+
 def _check_failures(
-    result: dg.ExecuteInProcessResult, severity: dg.AssetCheckSeverity
+    result: ExecutionResult, severity: dg.AssetCheckSeverity
 ) -> list[tuple[str, str, str]]:
     """(asset, check, failing values) of every check that failed with `severity`."""
     failed = []
@@ -44,12 +83,12 @@ def _check_failures(
     return failed
 
 
-def _failed_checks(result: dg.ExecuteInProcessResult) -> list[tuple[str, str, str]]:
+def _failed_checks(result: ExecutionResult) -> list[tuple[str, str, str]]:
     """Blocking failures only: error-severity checks (dbt tests with error severity included)."""
     return _check_failures(result, dg.AssetCheckSeverity.ERROR)
 
 
-def _run_errors(result: dg.ExecuteInProcessResult) -> list[str]:
+def _run_errors(result: ExecutionResult) -> list[str]:
     """Errors outside any step (resources that could not start, e.g. the warehouse lock)."""
     errors = []
     for event in result.all_events:
@@ -97,7 +136,7 @@ def _alive(pid: int) -> bool:
     return True
 
 
-def _checks_count(result: dg.ExecuteInProcessResult) -> tuple[int, int]:
+def _checks_count(result: ExecutionResult) -> tuple[int, int]:
     passed = failed = 0
     for event in result.all_events:
         if event.event_type_value == "ASSET_CHECK_EVALUATION":
@@ -203,7 +242,7 @@ def _model_lines(con: duckdb.DuckDBPyConnection) -> list[str]:
 
 @dataclass
 class RefreshOutcome:
-    result: dg.ExecuteInProcessResult
+    result: ExecutionResult
     elapsed_s: float
     failed_checks: list[tuple[str, str, str]]
     step_failures: list[tuple[str, str]]
@@ -239,14 +278,17 @@ def execute_refresh(settings: Settings, log_level: str = "WARNING") -> RefreshOu
     defs = build_definitions(settings)
     instance = dg.DagsterInstance.get()
     recovered = _mark_dead_runs_failed(instance)
-    job = defs.resolve_job_def("refresh")
-    result = job.execute_in_process(
-        instance=instance,
-        raise_on_error=False,
-        # The console gets warnings and errors; every event is still in the instance (UI).
-        run_config={"loggers": {"console": {"config": {"log_level": log_level}}}},
-        tags={PID_TAG: str(os.getpid()), HOST_TAG: socket.gethostname()},
+    job = defs.resolve_job_def(JOB_NAME)
+    # The console gets warnings and errors; every event is still in the instance (UI).
+    run_config = {"loggers": {"console": {"config": {"log_level": log_level}}}}
+    run = instance.create_run_for_job(
+        job_def=job,
+        execution_plan=create_execution_plan(job, run_config=run_config),
+        run_config=run_config,
+        tags={**job.run_tags, PID_TAG: str(os.getpid()), HOST_TAG: socket.gethostname()},
+        remote_job_origin=_remote_job_origin(),
     )
+    result = execute_run(InMemoryJob(job), run, instance, raise_on_error=False)
     step_failures = []
     for event in result.all_events:
         if event.event_type_value == "STEP_FAILURE":

@@ -12,7 +12,7 @@ import duckdb
 import pytest
 
 from synthetic import generate
-from tests.integration.conftest import DOCUMENTED_TABLES, run_pipeline
+from tests.integration.conftest import DOCUMENTED_TABLES, pipeline_env, run_pipeline
 
 pytestmark = pytest.mark.slow
 
@@ -266,3 +266,75 @@ def test_access_requests_are_answered_once_and_audited(pipeline, warehouse):
         "where kind = 'run' group by run_id"
     ).fetchall()
     assert runs and all(events == ["started", "finished"] for _, events in runs)
+
+
+UI_QUERY = """
+query ($location: String!, $label: String!) {
+  runsOrError(
+    filter: {pipelineName: "refresh", tags: [{key: ".dagster/repository", value: $label}]}
+  ) {
+    ... on Runs { results { runId status pipelineSnapshotId } }
+  }
+  pipelineOrError(params: {pipelineName: "refresh", repositoryName: "__repository__",
+                           repositoryLocationName: $location}) {
+    ... on Pipeline { pipelineSnapshotId }
+  }
+  assetNodes { assetKey { path } groupName dependencyKeys { path } }
+}
+"""
+
+
+@pytest.fixture(scope="module")
+def ui(pipeline):
+    """What the Dagster UI reads (its GraphQL API) about the code location after the run."""
+    import dagster as dg
+    from dagster._core.workspace.context import WorkspaceProcessContext
+    from dagster._core.workspace.load_target import ModuleTarget
+    from dagster_graphql.test.utils import execute_dagster_graphql
+
+    from orchestration.runner import code_location
+    from orchestration.settings import REPO_ROOT
+
+    location, module = code_location()
+    root = pipeline["settings"].warehouse.parent
+    with pytest.MonkeyPatch.context() as mp:
+        # the code server the UI starts reads the same settings as the run
+        for name, value in pipeline_env(root, pipeline["landing"]).items():
+            mp.setenv(name, value)
+        target = ModuleTarget(
+            module_name=module, attribute=None, working_directory=str(REPO_ROOT),
+            location_name=location,
+        )  # fmt: skip
+        with (
+            dg.DagsterInstance.get() as instance,  # DAGSTER_HOME of the run
+            WorkspaceProcessContext(instance, target) as workspace,
+        ):
+            result = execute_dagster_graphql(
+                workspace.create_request_context(),
+                UI_QUERY,
+                {"location": location, "label": f"__repository__@{location}"},
+            )
+    assert not result.errors, result.errors
+    return result.data
+
+
+def test_the_clis_run_is_the_jobs_run_in_the_ui(pipeline, ui):
+    runs = {r["runId"]: r for r in ui["runsOrError"]["results"]}
+    run = runs[pipeline["outcome"].result.run_id]
+    assert run["status"] == "SUCCESS"
+    # the job as the code location serves it: re-executing from the UI runs the same version
+    assert run["pipelineSnapshotId"] == ui["pipelineOrError"]["pipelineSnapshotId"]
+
+
+def test_the_ui_shows_one_group_per_layer_in_flow_order(ui):
+    from orchestration.defs.layers import LAYERS
+
+    order = {layer: i for i, layer in enumerate(LAYERS)}
+    group_of = {tuple(n["assetKey"]["path"]): n["groupName"] for n in ui["assetNodes"]}
+    assert set(group_of.values()) == set(LAYERS)
+    edges = {
+        (group_of[tuple(d["path"])], n["groupName"])
+        for n in ui["assetNodes"]
+        for d in n["dependencyKeys"]
+    }
+    assert all(order[a] <= order[b] for a, b in edges), edges

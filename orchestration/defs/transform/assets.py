@@ -180,8 +180,9 @@ def _selection(layers: tuple[str, ...]) -> str:
 def build_dbt_assets(dbt_executable: str) -> list[dg.AssetsDefinition]:
     manifest = ensure_manifest(dbt_executable)
     assets = [_layer_assets(step, _selection(layers), None, manifest) for step, layers in DBT_STEPS]
-    covered = {layer for _, layers in DBT_STEPS for layer in layers}
+    # ordered, not a set: the selection is part of the job snapshot, which must not vary by process
+    covered = tuple(layer for _, layers in DBT_STEPS for layer in layers)
     models = json.loads(manifest.read_text())["nodes"].values()
     if any(n["resource_type"] == "model" and model_layer(n) not in covered for n in models):
-        assets.append(_layer_assets("rest", "fqn:*", _selection(tuple(covered)), manifest))
+        assets.append(_layer_assets("rest", "fqn:*", _selection(covered), manifest))
     return assets
