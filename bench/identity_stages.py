@@ -21,7 +21,7 @@ import duckdb
 
 from ml import identity_eval, matching
 from ml.matching import model as matching_model
-from warehouse.identity_keys import register_identity_macros
+from warehouse.connection import configure_connection
 
 SCRATCH = "stages_scratch"
 
@@ -182,7 +182,9 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     pd.set_option("display.max_columns", 60)
     pd.set_option("display.max_colwidth", 18)
     con = duckdb.connect(str(args.warehouse))
-    register_identity_macros(con)  # record node formats; no keyed hash is computed here
+    # the identity macros (record node formats) need normalize_phone, which configure_connection
+    # registers with them; no keyed hash is computed here, so any key will do
+    configure_connection(con, b"identity-stages")
     try:
         report = stages(con, args.truth, args.threshold, args.show)
     finally:
