@@ -134,10 +134,17 @@ def choose_blocking_rules(
 # EM sessions: each leaves the comparisons it blocks on untrained; together they cover all. None
 # admits household members (they differ in first name and birth date), whose shared address and
 # contact data would otherwise teach EM that a differing first name is no evidence.
+# Splink leaves out a comparison that reads a blocking column, by name: the first-name comparison
+# reads last_name (its swapped level), so both sessions on last_name leave it out, and blocking on
+# first_key (derived from first_name) admits only pairs at its exact or nickname level. Only the
+# session on birth date and postcode sees every first-name level (swapped, one edit, fuzzy, else);
+# without it they keep their starting m. (Its estimates agree with the truth on FEBRL and the
+# generator's data within a few per cent.)
 TRAINING_BLOCKING_KEYS: tuple[BlockingKeys, ...] = (
     _same("postcode", "first_key", "last_name"),
     _same("dob", "last_name"),
     _same("dob", "first_key"),
+    _same("dob", "postcode"),
 )
 TRAINING_BLOCKING_RULES = tuple(blocking_rule_sql(k) for k in TRAINING_BLOCKING_KEYS)
 
