@@ -26,6 +26,7 @@ LAYERS: dict[str, str] = {
 }
 
 TABLE_NAME = "dagster/table_name"
+ROW_COUNT = "dagster/row_count"
 
 
 def layer_key(layer: str, name: str) -> dg.AssetKey:
@@ -52,3 +53,10 @@ def table_keys(assets: Iterable[dg.AssetsDefinition]) -> Mapping[str, dg.AssetKe
             if table is not None:
                 keys[str(getattr(table, "value", table))] = spec.key
     return keys
+
+
+def table_metadata(con, table: str) -> dict:
+    """Row count of a warehouse table (schema.table) as the Dagster UI shows and plots it."""
+    schema, name = table.split(".")
+    (count,) = con.execute(f'select count(*) from "{schema}"."{name}"').fetchone()
+    return {ROW_COUNT: int(count)}

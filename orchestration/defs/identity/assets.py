@@ -10,7 +10,7 @@ from pathlib import Path
 import dagster as dg
 
 from ml import identity_eval, matching
-from orchestration.defs.layers import layer_key, table_spec_kwargs
+from orchestration.defs.layers import layer_key, table_metadata, table_spec_kwargs
 from orchestration.defs.resources import WarehouseResource
 
 GROUP = "identity"
@@ -53,15 +53,25 @@ def identity_rules(context: dg.AssetExecutionContext, warehouse: WarehouseResour
             match_threshold=warehouse.identity_match_threshold,
             blocklist=warehouse.identity_blocklist,
         )
+        counts = {
+            name: table_metadata(con, f"intermediate.{name}")
+            for name in ("identity_overrides", "identity_parameters", "identity_blocklist")
+        }
     source = warehouse.identity_overrides
     present = bool(source) and Path(source).is_file()
     yield dg.MaterializeResult(
         asset_key=layer_key(GROUP, "identity_overrides"),
-        metadata={"rows": overrides, "file": source or "", "file_present": present},
+        metadata={
+            **counts["identity_overrides"],
+            "rows": overrides,
+            "file": source or "",
+            "file_present": present,
+        },  # fmt: skip
     )
     yield dg.MaterializeResult(
         asset_key=layer_key(GROUP, "identity_parameters"),
         metadata={
+            **counts["identity_parameters"],
             "max_cluster_size": warehouse.identity_max_cluster_size,
             "max_values_per_type": warehouse.identity_max_values_per_type,
             "match_threshold": warehouse.identity_match_threshold,
@@ -69,7 +79,7 @@ def identity_rules(context: dg.AssetExecutionContext, warehouse: WarehouseResour
     )
     yield dg.MaterializeResult(
         asset_key=layer_key(GROUP, "identity_blocklist"),
-        metadata={"values": len(set(warehouse.identity_blocklist))},
+        metadata={**counts["identity_blocklist"], "values": len(set(warehouse.identity_blocklist))},
     )
 
 
@@ -96,11 +106,13 @@ def identity_match_edges(context: dg.AssetExecutionContext, warehouse: Warehouse
         conflicts = con.execute(
             "select count(*) filter (where is_conflict) from intermediate.identity_match_edges"
         ).fetchall()[0][0]
+        counts = table_metadata(con, "intermediate.identity_match_edges")
     for warning in result.warnings:
         context.log.warning(warning)
     meta = result.as_metadata()
     return dg.MaterializeResult(
         metadata={
+            **counts,
             "records": result.records,
             "edges": result.edges,
             "conflicting_edges": int(conflicts),

@@ -2,7 +2,7 @@
 
 import dagster as dg
 
-from orchestration.defs.layers import table_spec_kwargs
+from orchestration.defs.layers import table_metadata, table_spec_kwargs
 from orchestration.defs.resources import WarehouseResource
 from warehouse.ingest import SOURCES, ensure_raw_schema, load_source
 
@@ -22,7 +22,7 @@ def _ingest_asset(source: str) -> dg.AssetsDefinition:
             result = load_source(
                 con, source, warehouse.landing_dir, warehouse.run_date(), run_id=context.run_id
             )
-            total = con.execute(f"select count(*) from raw.{source}").fetchone()[0]
+            counts = table_metadata(con, f"raw.{source}")
             quarantined = con.execute(f"select count(*) from raw.{source}_quarantine").fetchone()[0]
         for path, message in result.files_rejected:
             context.log.error(f"rejected {path}: {message}")
@@ -38,7 +38,7 @@ def _ingest_asset(source: str) -> dg.AssetsDefinition:
                 "rows_read": sum(f.rows_read or 0 for f in result.files),
                 "rows_loaded": result.rows_loaded,
                 "rows_quarantined": result.rows_quarantined,
-                "rows_total": dg.MetadataValue.int(int(total)),
+                **counts,
                 "quarantine_total": dg.MetadataValue.int(int(quarantined)),
             }
         )

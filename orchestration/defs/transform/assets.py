@@ -6,7 +6,7 @@ import shutil
 import subprocess
 import tempfile
 import uuid
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -19,7 +19,7 @@ from dagster_dbt import (
     dbt_assets,
 )
 
-from orchestration.defs.layers import LAYERS, TABLE_NAME, layer_key
+from orchestration.defs.layers import LAYERS, TABLE_NAME, layer_key, table_metadata
 from orchestration.defs.resources import WarehouseResource
 from orchestration.settings import DBT_PROJECT_DIR
 
@@ -140,6 +140,38 @@ def _dbt_vars(warehouse: WarehouseResource) -> str:
     return json.dumps({"as_of": as_of.isoformat(), "retention_days": warehouse.retention_days})
 
 
+def _with_row_counts(
+    context: dg.AssetExecutionContext, warehouse: WarehouseResource, events: Iterator[Any]
+) -> Iterator[Any]:
+    """The dbt events, each built table's Output with its `dagster/row_count`.
+
+    dbt holds the warehouse file while it runs, so the outputs of tables wait until it exits
+    (also when it fails: what was built is still reported). Views are not counted: counting one
+    runs its query (dagster-dbt's fetch_row_counts makes the same choice)."""
+    held: list[dg.Output] = []
+    failure: Exception | None = None
+    try:
+        for event in events:
+            if isinstance(event, dg.Output):
+                spec = context.assets_def.specs_by_key[
+                    context.asset_key_for_output(event.output_name)
+                ]
+                if spec.metadata.get("dagster-dbt/materialization_type") != "view":
+                    held.append(event)
+                    continue
+            yield event
+    except Exception as exc:  # re-raised once the built tables are reported
+        failure = exc
+    if held:
+        with warehouse.connect() as con:
+            for event in held:
+                key = context.asset_key_for_output(event.output_name)
+                table = context.assets_def.specs_by_key[key].metadata[TABLE_NAME]
+                yield event.with_metadata({**event.metadata, **table_metadata(con, table)})
+    if failure is not None:
+        raise failure
+
+
 def _layer_assets(layer: str, select: str, exclude: str | None, manifest: Path):
     @dbt_assets(
         manifest=manifest,
@@ -161,11 +193,15 @@ def _layer_assets(layer: str, select: str, exclude: str | None, manifest: Path):
             state = Path(target) / "partial_parse.msgpack"
             if parse_state.exists():
                 shutil.copyfile(parse_state, state)
-            yield from dbt.cli(
-                ["build", "--vars", _dbt_vars(warehouse)],
-                context=context,
-                target_path=Path(target),
-            ).stream()
+            yield from _with_row_counts(
+                context,
+                warehouse,
+                dbt.cli(
+                    ["build", "--vars", _dbt_vars(warehouse)],
+                    context=context,
+                    target_path=Path(target),
+                ).stream(),
+            )
             if state.exists():
                 shutil.copyfile(state, parse_state.with_suffix(".tmp"))
                 os.replace(parse_state.with_suffix(".tmp"), parse_state)
