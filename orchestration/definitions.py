@@ -7,14 +7,14 @@ import dagster as dg
 from orchestration.defs.automation import build_automation, refresh_job
 from orchestration.defs.identity.assets import identity_assets, identity_checks
 from orchestration.defs.ingest.assets import ingest_assets
-from orchestration.defs.layers import table_keys
+from orchestration.defs.layers import TABLE_NAME, table_keys
 from orchestration.defs.ml.assets import ml_assets
 from orchestration.defs.privacy.assets import privacy_assets
 from orchestration.defs.publish.assets import serving_snapshot
 from orchestration.defs.publish.exports import activation_exports, exports_consented
 from orchestration.defs.quality.checks import build_gx_checks
 from orchestration.defs.resources import build_resources
-from orchestration.defs.transform.assets import build_dbt_assets
+from orchestration.defs.transform.assets import build_dbt_assets, source_column_schemas
 from orchestration.settings import Settings, load_settings
 
 
@@ -25,14 +25,26 @@ def build_definitions(settings: Settings | None = None) -> dg.Definitions:
     resources["export_dir"] = str(settings.export_dir)
     resources["privacy_dir"] = str(settings.privacy_dir)
     schedules, sensors = build_automation(settings)
-    assets = [
+    python_assets = [
         *ingest_assets,
         *identity_assets,
-        *build_dbt_assets(settings.dbt_executable),
         *ml_assets,
         activation_exports,
         *privacy_assets,
         serving_snapshot,
+    ]
+    # Tables Python writes are documented as dbt sources: their columns show on the asset page.
+    columns = source_column_schemas(settings.dbt_executable)
+
+    def with_columns(spec: dg.AssetSpec) -> dg.AssetSpec:
+        table = (spec.metadata or {}).get(TABLE_NAME)
+        if table not in columns:
+            return spec
+        return spec.merge_attributes(metadata={"dagster/column_schema": columns[table]})
+
+    assets = [
+        *dg.map_asset_specs(with_columns, python_assets),
+        *build_dbt_assets(settings.dbt_executable),
     ]
     return dg.Definitions(
         assets=assets,

@@ -283,7 +283,12 @@ query ($location: String!, $label: String!) {
     assetKey { path }
     groupName
     dependencyKeys { path }
-    metadataEntries { label ... on TextMetadataEntry { text } }
+    metadataEntries {
+      label
+      ... on TextMetadataEntry { text }
+      ... on TableSchemaMetadataEntry { schema { columns { name description } } }
+    }
+    assetChecksOrError { ... on AssetChecks { checks { name description } } }
     assetMaterializations(limit: 1) {
       metadataEntries { label ... on IntMetadataEntry { intValue } }
     }
@@ -367,3 +372,36 @@ def test_every_table_shows_its_row_count_in_the_ui(ui, warehouse):
             assert recorded == count, (node["assetKey"], table)
         checked += 1
     assert checked >= 40
+
+
+def test_every_check_says_what_it_protects(ui):
+    checks = [
+        (node["assetKey"]["path"], check)
+        for node in ui["assetNodes"]
+        for check in node["assetChecksOrError"].get("checks", [])
+    ]
+    assert len(checks) > 150
+    vague = [(key, c["name"]) for key, c in checks if len(c["description"] or "") < 40]
+    assert not vague, vague
+
+
+def test_every_served_and_raw_column_is_described_in_the_ui(ui, warehouse):
+    described = {}
+    for node in ui["assetNodes"]:
+        entries = {e["label"]: e for e in node["metadataEntries"]}
+        table = (entries.get("dagster/table_name") or {}).get("text")
+        if table and table.split(".")[0] in ("raw", "marts", "ml"):
+            columns = entries["dagster/column_schema"]["schema"]["columns"]
+            described[table] = {c["name"] for c in columns if c["description"]}
+    assert DOCUMENTED_TABLES <= set(described)
+    for table, names in described.items():
+        schema, name = table.split(".")
+        actual = {
+            c
+            for (c,) in warehouse.execute(
+                "select column_name from information_schema.columns "
+                "where table_schema = ? and table_name = ?",
+                [schema, name],
+            ).fetchall()
+        }
+        assert actual - names == set(), table

@@ -70,6 +70,38 @@ def _markdown(failures: list[dict]) -> str:
     return "\n".join(lines)
 
 
+def describe_suite(table: str) -> str:
+    """What the great-expectations suite of `table` checks, and what to do when it fails."""
+    spec = SUITES[table]
+    parts = []
+    if spec.required:
+        parts.append(f"columns present: {', '.join(spec.required)}")
+    for key in spec.unique:
+        parts.append(f"one row per {' + '.join(key)}")
+    errors = sorted({f"{r.expectation.removeprefix('Expect')} {r.column}" for r in spec.rules
+                     if r.severity == "error"})  # fmt: skip
+    warns = sorted({f"{r.expectation.removeprefix('Expect')} {r.column}" for r in spec.rules
+                    if r.severity != "error"})  # fmt: skip
+    if errors:
+        parts.append("errors: " + "; ".join(errors))
+    if warns:
+        parts.append("warnings: " + "; ".join(warns))
+    if spec.event_times:
+        parts.append(f"event times plausible: {', '.join(spec.event_times)}")
+    if spec.freshness:
+        parts.append(f"newest {spec.freshness} within MICROSEG_FRESHNESS_DAYS (warning)")
+    if spec.dynamic is not None:
+        parts.append("per-column rules for the feature and score columns found at run time")
+    if spec.sql_checks:
+        parts.append("cross-table SQL checks: " + ", ".join(spec.sql_checks))
+    return (
+        f"Protects everything built from {table}: " + "; ".join(parts) + ". An error blocks the "
+        "downstream assets and keeps the last serving snapshot; a warning shows without "
+        "blocking. When it fails, read `failing_values` (rule, count, example rows), fix the "
+        "input (or the rule in expectations/suites.py if the data is right), and re-run."
+    )
+
+
 def _gx_check(table: str, key: dg.AssetKey) -> dg.AssetChecksDefinition:
     name = table.split(".")[1]
     check_key = dg.AssetCheckKey(key, f"gx_{name}")
@@ -78,7 +110,7 @@ def _gx_check(table: str, key: dg.AssetKey) -> dg.AssetChecksDefinition:
         asset=key,
         name=f"gx_{name}",
         blocking=True,
-        description=f"great-expectations suite for {table} (errors block, warnings report)",
+        description=describe_suite(table),
     )
     def _check(context: dg.AssetCheckExecutionContext, warehouse: WarehouseResource):
         with warehouse.connect() as con:
@@ -115,12 +147,19 @@ def _gx_check(table: str, key: dg.AssetKey) -> dg.AssetChecksDefinition:
 
 
 LANDING_CHECK_DESCRIPTIONS = {
-    "rejected_files": "no file of the source is rejected (a missing required column, an "
-    "unreadable file); per source, a rejection can be set to warn",
-    "quarantine_share": "no file has more of its rows quarantined than the warn / error share "
-    "(the error needs the file to have the minimum rows, or every row quarantined)",
-    "schema_drift": "no known column renamed or retyped (error, or warn per source); unknown "
-    "columns, kept in _extra, warn in the run that loads the file",
+    "rejected_files": "No file of the source is rejected (a missing required column, an "
+    "unreadable file); per source, a rejection can be set to warn. When it fails, the result "
+    "names the file and the rule: fix or replace the file in the landing folder (or set "
+    "MICROSEG_REJECTED_FILE_POLICY_<SOURCE>=warn to load the rest without it) and re-run.",
+    "quarantine_share": "No file has more of its rows quarantined than the warn / error share "
+    "(MICROSEG_QUARANTINE_WARN_SHARE, MICROSEG_QUARANTINE_ERROR_SHARE; the error needs the file to "
+    "have the minimum rows, or every row quarantined). When it fails, the result gives the "
+    "share and the commonest rules: read the rows in raw.<source>_quarantine, fix the export "
+    "that produced them, and deliver the file again.",
+    "schema_drift": "No known column renamed or retyped (error, or warn per source with "
+    "MICROSEG_SCHEMA_DRIFT_POLICY); unknown columns, kept in _extra, warn in the run that loads "
+    "the file. When it fails, the result names both columns: rename the column back in the "
+    "export, or update the contract if the change is intended.",
 }
 MAX_DESCRIPTION = 2000
 

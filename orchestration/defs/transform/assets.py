@@ -99,6 +99,55 @@ def ensure_manifest(dbt_executable: str, project: DbtProject = dbt_project) -> P
     return manifest
 
 
+_WHEN_IT_FAILS = {
+    "error": "Blocking: when it fails, the layers after this one do not run and the serving "
+    "snapshot stays as it was; the result gives the number of failing rows. Fix the input data "
+    "(or the model, if the rule is right and the SQL wrong), then re-run.",
+    "warn": "Warns without blocking: the run publishes, and the result gives the number of "
+    "failing rows to look into.",
+}
+
+
+def describe_dbt_test(node: Mapping[str, Any], table: str) -> str:
+    """What a dbt test protects, in words, and what to do when it fails."""
+    if node.get("resource_type") == "unit_test":
+        what = node.get("description") or (
+            f"Unit test {node.get('name')}: the model's SQL turns hand-written input rows into "
+            "exactly the expected rows."
+        )
+        return (
+            f"{what} It runs on fixtures, not on the warehouse: a failure means the model's "
+            "logic changed; fix the SQL or, if the change is intended, the expected rows."
+        )
+    meta = node.get("test_metadata") or {}
+    kwargs = meta.get("kwargs") or {}
+    column = kwargs.get("column_name") or node.get("column_name")
+    name = meta.get("name")
+    if node.get("description"):
+        what = node["description"]
+    elif name == "not_null":
+        what = f"`{column}` is never null in {table}."
+    elif name == "unique":
+        what = f"`{column}` is unique in {table}: one row per value."
+    elif name == "accepted_values":
+        values = ", ".join(str(v) for v in kwargs.get("values") or [])
+        what = f"`{column}` of {table} only takes the values: {values}."
+    elif name == "relationships":
+        what = (
+            f"Every `{column}` of {table} exists in `{kwargs.get('field')}` of the referenced "
+            "model (no orphan rows)."
+        )
+    elif name:
+        shown = {k: v for k, v in kwargs.items() if k != "model" and not str(v).startswith("{{")}
+        args = ", ".join(f"{k}={v}" for k, v in shown.items())
+        what = f"`{meta.get('namespace') + '.' if meta.get('namespace') else ''}{name}`"
+        what += f"({args}) holds on {table}."
+    else:
+        what = f"The query in {node.get('original_file_path')} returns no rows for {table}."
+    severity = str((node.get("config") or {}).get("severity") or "error").lower()
+    return f"{what} {_WHEN_IT_FAILS.get(severity, _WHEN_IT_FAILS['error'])}"
+
+
 class MicrosegTranslator(DagsterDbtTranslator):
     """Keys are [layer, model] and groups the layer, from the model's meta.layer."""
 
@@ -111,6 +160,16 @@ class MicrosegTranslator(DagsterDbtTranslator):
         if dbt_resource_props["resource_type"] != "model":
             return super().get_group_name(dbt_resource_props)
         return model_layer(dbt_resource_props)
+
+    def get_asset_check_spec(self, asset_spec, manifest, unique_id, project):
+        spec = super().get_asset_check_spec(asset_spec, manifest, unique_id, project)
+        if spec is None:
+            return None
+        node = manifest.get("nodes", {}).get(unique_id) or manifest.get("unit_tests", {}).get(
+            unique_id, {}
+        )
+        table = asset_spec.metadata.get(TABLE_NAME) or asset_spec.key.to_user_string()
+        return spec._replace(description=describe_dbt_test(node, table))
 
     def get_asset_spec(self, manifest, unique_id, project) -> dg.AssetSpec:
         spec = super().get_asset_spec(manifest, unique_id, project)
@@ -222,3 +281,20 @@ def build_dbt_assets(dbt_executable: str) -> list[dg.AssetsDefinition]:
     if any(n["resource_type"] == "model" and model_layer(n) not in covered for n in models):
         assets.append(_layer_assets("rest", "fqn:*", _selection(covered), manifest))
     return assets
+
+
+def source_column_schemas(dbt_executable: str) -> dict[str, dg.TableSchema]:
+    """schema.table -> its documented columns, for tables Python writes and dbt declares as
+    sources (raw, identity rules and matches, scores, segments, model runs)."""
+    manifest = json.loads(ensure_manifest(dbt_executable).read_text())
+    schemas: dict[str, dg.TableSchema] = {}
+    for source in manifest["sources"].values():
+        columns = [
+            dg.TableColumn(
+                name=c["name"], type=c.get("data_type") or "?", description=c.get("description")
+            )
+            for c in source.get("columns", {}).values()
+        ]
+        if columns:
+            schemas[f"{source['schema']}.{source['name']}"] = dg.TableSchema(columns=columns)
+    return schemas
