@@ -7,7 +7,7 @@ import dagster as dg
 from orchestration.defs.automation import build_automation, refresh_job
 from orchestration.defs.identity.assets import identity_assets, identity_checks
 from orchestration.defs.ingest.assets import ingest_assets
-from orchestration.defs.layers import TABLE_NAME, table_keys
+from orchestration.defs.layers import TABLE_NAME, table_keys, with_layer_owners_and_tags
 from orchestration.defs.ml.assets import ml_assets
 from orchestration.defs.privacy.assets import privacy_assets
 from orchestration.defs.publish.assets import serving_snapshot
@@ -42,10 +42,13 @@ def build_definitions(settings: Settings | None = None) -> dg.Definitions:
             return spec
         return spec.merge_attributes(metadata={"dagster/column_schema": columns[table]})
 
-    assets = [
-        *dg.map_asset_specs(with_columns, python_assets),
-        *build_dbt_assets(settings.dbt_executable),
-    ]
+    assets = dg.map_asset_specs(
+        with_layer_owners_and_tags,
+        [
+            *dg.map_asset_specs(with_columns, python_assets),
+            *build_dbt_assets(settings.dbt_executable),
+        ],
+    )
     return dg.Definitions(
         assets=assets,
         asset_checks=[*build_gx_checks(table_keys(assets)), *identity_checks, exports_consented],

@@ -25,6 +25,18 @@ LAYERS: dict[str, str] = {
     "responses",
 }
 
+# Who answers for each layer's assets (shown as owners in the UI).
+LAYER_OWNERS: dict[str, str] = {
+    "raw": "team:data-engineering",
+    "staging": "team:data-engineering",
+    "identity": "team:data-engineering",
+    "privacy": "team:privacy",
+    "features": "team:data-engineering",
+    "models": "team:data-science",
+    "segments": "team:marketing-analytics",
+    "publish": "team:data-engineering",
+}
+
 TABLE_NAME = "dagster/table_name"
 ROW_COUNT = "dagster/row_count"
 
@@ -42,6 +54,28 @@ def table_spec_kwargs(layer: str, name: str, table: str | None) -> dict:
     if table:
         kwargs["metadata"] = {TABLE_NAME: table}
     return kwargs
+
+
+def layer_tags(layer: str, columns: Iterable[str] = ()) -> dict[str, str]:
+    """Tags of an asset: its layer, and `pii` when it holds a direct identifier or a source key
+    in clear (the columns the serving snapshot drops or keys)."""
+    from warehouse.publish import DIRECT_IDENTIFIER_COLUMNS, SOURCE_KEY_COLUMNS
+
+    tags = {"layer": layer}
+    if any(c.lower() in DIRECT_IDENTIFIER_COLUMNS | SOURCE_KEY_COLUMNS for c in columns):
+        tags["pii"] = "true"
+    return tags
+
+
+def with_layer_owners_and_tags(spec: dg.AssetSpec) -> dg.AssetSpec:
+    """The spec with its layer's owner and its layer / pii tags (from its column schema)."""
+    layer = spec.group_name or spec.key.path[0]
+    schema = (spec.metadata or {}).get("dagster/column_schema")
+    columns = [c.name for c in getattr(schema, "columns", None) or []]
+    return spec.merge_attributes(
+        owners=[LAYER_OWNERS[layer]] if layer in LAYER_OWNERS else [],
+        tags=layer_tags(layer, columns),
+    )
 
 
 def table_keys(assets: Iterable[dg.AssetsDefinition]) -> Mapping[str, dg.AssetKey]:

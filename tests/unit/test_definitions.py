@@ -172,3 +172,16 @@ def test_landing_fingerprint_sees_new_and_changed_files_only(tmp_path):
     assert first != empty and landing_fingerprint(tmp_path) == first
     (tmp_path / "pos" / "day1.csv").write_text("transaction_id\n1\n2\n")
     assert landing_fingerprint(tmp_path) != first
+
+
+def test_assets_have_owners_layer_tags_pii_flags_and_no_raw_sql(defs):
+    graph = defs.resolve_asset_graph()
+    for key in graph.get_all_asset_keys():
+        node = graph.get(key)
+        assert node.owners, key
+        assert node.tags.get("layer") == node.group_name, key
+        assert "Raw SQL" not in (node.description or ""), key
+    pii = {k.to_user_string() for k in graph.get_all_asset_keys() if graph.get(k).tags.get("pii")}
+    # clear emails and source keys are PII; the served segment tables hold neither
+    assert {"raw/crm", "identity/customer_profiles", "identity/identity_map"} <= pii
+    assert not pii & {"segments/segment_summary", "models/customer_scores"}

@@ -156,6 +156,13 @@ class MicrosegTranslator(DagsterDbtTranslator):
             return super().get_asset_key(dbt_resource_props)
         return layer_key(model_layer(dbt_resource_props), dbt_resource_props["name"])
 
+    def get_description(self, dbt_resource_props: Mapping[str, Any]) -> str:
+        # The model's own description and where its code is; not the raw SQL
+        props = dbt_resource_props
+        text = props.get("description") or f"dbt {props['resource_type']} {props['name']}"
+        path = props.get("original_file_path")
+        return f"{text}\n\nCode: dbt_project/{path}" if path else text
+
     def get_group_name(self, dbt_resource_props: Mapping[str, Any]) -> str | None:
         if dbt_resource_props["resource_type"] != "model":
             return super().get_group_name(dbt_resource_props)
