@@ -45,3 +45,9 @@ bench: venv
 	nice $(BIN)/python -m bench.identity
 	nice $(BIN)/python -m bench.febrl
 	nice $(BIN)/python -m bench.pipeline
+
+# Optional: headless-Chromium screenshots of the UI over the default data/ paths (needs chromium).
+.PHONY: ui-screenshots
+ui-screenshots: venv
+	mkdir -p "$${DAGSTER_HOME:-$(CURDIR)/data/dagster_home}"
+	DAGSTER_HOME="$${DAGSTER_HOME:-$(CURDIR)/data/dagster_home}" bench/ui_screenshots.sh data/ui_screenshots
