@@ -24,7 +24,8 @@ test: venv
 	$(BIN)/pytest -q -m serial
 
 ui: venv
-	mkdir -p "$${DAGSTER_HOME:-$(CURDIR)/data/dagster_home}"
+	DAGSTER_HOME="$${DAGSTER_HOME:-$(CURDIR)/data/dagster_home}" $(BIN)/python -c \
+		"from orchestration.runner import ensure_instance_config; ensure_instance_config()"
 	DAGSTER_HOME="$${DAGSTER_HOME:-$(CURDIR)/data/dagster_home}" $(BIN)/dagster dev  # the code location of pyproject.toml [tool.dagster]
 
 lint: venv

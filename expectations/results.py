@@ -48,17 +48,33 @@ class ValidationOutcome:
         lines = []
         for r in failed:
             column = f" column={r.column}" if r.column else ""
-            count = f" failing={r.failing_count}" if r.failing_count is not None else ""
-            examples = f" examples={r.failing_examples[:5]}" if r.failing_examples else ""
+            count = f": {r.failing_count} failing" if r.failing_count is not None else ":"
+            observed = f" ({readable(r.observed)})" if r.observed not in (None, "", {}) else ""
+            examples = (
+                "; e.g. " + " | ".join(readable(e) for e in r.failing_examples[:5])
+                if r.failing_examples
+                else ""
+            )
             lines.append(
-                f"{self.table}: [{r.severity}] {r.name}{column}{count} "
-                f"observed={r.observed}{examples}"
+                f"{self.table}: [{r.severity}] {r.name}{column}{count}{observed}{examples}"
             )
         return "\n".join(lines)
 
     def to_dict(self) -> dict:
         """JSON-ready form (e.g. for Dagster check metadata)."""
         return to_jsonable(asdict(self))
+
+
+def readable(value: Any) -> str:
+    """A value as a person reads it: `key value, key value` for mappings, no braces or quotes."""
+    value = to_jsonable(value)
+    if isinstance(value, dict):
+        return ", ".join(f"{k} {readable(v)}" for k, v in value.items())
+    if isinstance(value, list):
+        return "[" + "; ".join(readable(v) for v in value) + "]"
+    if isinstance(value, float):
+        return f"{value:.4g}"
+    return str(value)
 
 
 def to_jsonable(value: Any) -> Any:

@@ -15,6 +15,7 @@ import time
 import tomllib
 from dataclasses import dataclass, field
 from functools import cache
+from pathlib import Path
 
 import dagster as dg
 import duckdb
@@ -35,8 +36,12 @@ from warehouse.sources import SOURCES
 EXIT_OK, EXIT_GATE_FAILED, EXIT_CANNOT_RUN = 0, 1, 2
 PID_TAG = "microseg/pid"
 HOST_TAG = "microseg/host"
-# An empty dagster.yaml means "everything under DAGSTER_HOME"; telemetry off on a closed network.
-INSTANCE_CONFIG = "telemetry:\n  enabled: false\n"
+# An empty dagster.yaml means "everything under DAGSTER_HOME"; telemetry off on a closed network,
+# and no first-visit community pop-up over the UI's pages (Dagster's `nux` instance setting).
+INSTANCE_DEFAULTS = {
+    "telemetry": "telemetry:\n  enabled: false\n",
+    "nux": "nux:\n  enabled: false\n",
+}
 BUSY_MARKER = "holds the warehouse lock"
 
 
@@ -60,6 +65,22 @@ def _remote_job_origin() -> RemoteJobOrigin:
     )
     origin = ManagedGrpcPythonEnvCodeLocationOrigin(target, location_name=location)
     return RemoteJobOrigin(RemoteRepositoryOrigin(origin, REPOSITORY_NAME), JOB_NAME)
+
+
+def ensure_instance_config(dagster_home: str | os.PathLike | None = None) -> Path:
+    """dagster.yaml with our defaults for the settings it does not set (an existing file keeps
+    everything it says, e.g. storage or an explicit telemetry choice)."""
+    import yaml
+
+    home = Path(dagster_home or os.environ.get("DAGSTER_HOME") or "data/dagster_home")
+    home.mkdir(parents=True, exist_ok=True)
+    config = home / "dagster.yaml"
+    text = config.read_text() if config.exists() else ""
+    present = (yaml.safe_load(text) or {}) if text.strip() else {}
+    missing = [block for key, block in INSTANCE_DEFAULTS.items() if key not in present]
+    if missing:
+        config.write_text((text.rstrip("\n") + "\n" if text.strip() else "") + "".join(missing))
+    return config
 
 
 def _check_failures(
@@ -272,9 +293,7 @@ def execute_refresh(settings: Settings, log_level: str = "WARNING") -> RefreshOu
     started = time.monotonic()
     settings.export_to_process()
     settings.dagster_home.mkdir(parents=True, exist_ok=True)
-    config = settings.dagster_home / "dagster.yaml"
-    if not config.exists() or not config.read_text().strip():
-        config.write_text(INSTANCE_CONFIG)
+    ensure_instance_config(settings.dagster_home)
     defs = build_definitions(settings)
     instance = dg.DagsterInstance.get()
     recovered = _mark_dead_runs_failed(instance)

@@ -185,3 +185,15 @@ def test_assets_have_owners_layer_tags_pii_flags_and_no_raw_sql(defs):
     # clear emails and source keys are PII; the served segment tables hold neither
     assert {"raw/crm", "identity/customer_profiles", "identity/identity_map"} <= pii
     assert not pii & {"segments/segment_summary", "models/customer_scores"}
+
+
+def test_instance_config_turns_off_the_ui_pop_up_and_keeps_what_the_user_set(tmp_path):
+    import yaml
+
+    from orchestration.runner import ensure_instance_config
+
+    (tmp_path / "dagster.yaml").write_text("telemetry:\n  enabled: true\n")
+    config = yaml.safe_load(ensure_instance_config(tmp_path).read_text())
+    assert config == {"telemetry": {"enabled": True}, "nux": {"enabled": False}}
+    with dg.DagsterInstance.from_config(str(tmp_path)) as instance:
+        assert instance.nux_enabled is False
