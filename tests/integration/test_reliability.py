@@ -20,6 +20,7 @@ import textwrap
 import threading
 import time
 from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import date
 from pathlib import Path
@@ -37,8 +38,10 @@ from warehouse.connection import configure_connection
 from warehouse.ingest import load_source
 from warehouse.publish import publish_snapshot
 
-# serial: its runs race each other and kill -9 on purpose; other tests' load skews them
-pytestmark = [pytest.mark.slow, pytest.mark.serial]
+pytestmark = pytest.mark.slow
+# serial (run alone, after the parallel part): the tests whose runs race each other or are
+# killed at a point in time; other tests' load would skew them. The rest run with the others.
+serial = pytest.mark.serial
 
 REPO = Path(__file__).resolve().parents[2]
 MICROSEG = str(Path(sys.executable).parent / "microseg")
@@ -87,6 +90,15 @@ def table_hashes(warehouse: Path, exclude: set[str] = frozenset()) -> dict[str, 
 
 
 STARTED: list[subprocess.Popen] = []  # every run this module started, ended at teardown
+ABORTED = threading.Event()  # set when the runs fixture fails: no further run starts
+
+
+def _abort_runs() -> None:
+    ABORTED.set()
+    for proc in STARTED:
+        if proc.poll() is None:
+            os.killpg(proc.pid, signal.SIGKILL)
+            proc.wait()
 
 
 def snapshot_content(path: Path) -> dict[str, tuple]:
@@ -146,6 +158,8 @@ class Workspace:
         return env
 
     def start(self) -> subprocess.Popen:
+        if ABORTED.is_set():
+            raise RuntimeError("the reliability runs were aborted; no further run starts")
         log = self.root / f"cli-{len(self.logs)}.out"
         self.logs.append(log)
         handle = open(log, "w")  # noqa: SIM115 - closed when the process is reaped
@@ -233,10 +247,7 @@ def runs(tmp_path_factory):
         yield _runs(tmp_path_factory)
     finally:
         # a failed fixture must not leave runs (in sessions of their own) behind
-        for proc in STARTED:
-            if proc.poll() is None:
-                os.killpg(proc.pid, signal.SIGKILL)
-                proc.wait()
+        _abort_runs()
 
 
 def _runs(tmp_path_factory) -> dict:
@@ -267,6 +278,24 @@ def _runs(tmp_path_factory) -> dict:
     ensure_manifest(str(Path(sys.executable).parent / "dbt"))
     started = time.monotonic()
     baseline = base.start()
+    # The crash chain needs nothing from the baseline's chain until the tests compare them: the
+    # two chains run side by side, one run of each at a time.
+    with ThreadPoolExecutor(max_workers=1) as pool:
+        crash_chain = pool.submit(_crash_chain, crash, facts)
+        try:
+            _base_chain(base, baseline, root, facts)
+        except BaseException:
+            _abort_runs()  # the crash chain's run ends, and it starts no other
+            raise
+        crash_chain.result()
+    facts["elapsed_s"] = time.monotonic() - started
+    print(f"\nreliability runs took {facts['elapsed_s']:.0f}s")
+    return facts
+
+
+def _base_chain(base: Workspace, baseline: subprocess.Popen, root: Path, facts: dict) -> None:
+    """The baseline with a second writer refused while it runs, an idempotent re-run, and a copy
+    of the result with a row that fails a gate."""
     # A second writer while the baseline holds the warehouse: refused at once, lock named.
     lock = WarehouseLock(base.warehouse)
     while f"pid {baseline.pid}" not in lock.holder() and baseline.poll() is None:
@@ -275,28 +304,27 @@ def _runs(tmp_path_factory) -> dict:
     facts["second_exit"] = wait(second, 120)
     facts["second_output"] = base.output(second)
     facts["in_run_lock_error"] = _materialize_while_locked(base)
-
-    for name, point, delay in KILL_POINTS:
-        output = run_and_kill(crash, point, delay)
-        facts["kills"].append((name, snapshot_content(crash.serving), output))
-        if name == "dbt staging build":
-            facts["baseline_exit"] = wait(baseline)
-            facts["baseline_output"] = base.output(baseline)
-            if facts["baseline_exit"] != 0:
-                pytest.fail(f"baseline run failed:\n{facts['baseline_output'][-4000:]}")
-            facts["baseline_hashes"] = table_hashes(base.warehouse)
-            facts["baseline_serving_sha"] = sha256(base.serving)
-            rerun = base.start()  # no new files: must change nothing
+    facts["baseline_exit"] = wait(baseline)
+    facts["baseline_output"] = base.output(baseline)
+    if facts["baseline_exit"] != 0:
+        pytest.fail(f"baseline run failed:\n{facts['baseline_output'][-4000:]}")
+    facts["baseline_hashes"] = table_hashes(base.warehouse)
+    facts["baseline_serving_sha"] = sha256(base.serving)
+    rerun = base.start()  # no new files: must change nothing
     facts["rerun_exit"] = wait(rerun)
     facts["rerun_hashes"] = table_hashes(base.warehouse)
     facts["rerun_serving_sha"] = sha256(base.serving)
-    final = crash.start()
     facts["gate"] = _gate_failure(base, root / "gate")
+
+
+def _crash_chain(crash: Workspace, facts: dict) -> None:
+    """Runs killed at each kill point in turn, then one run to completion."""
+    for name, point, delay in KILL_POINTS:
+        output = run_and_kill(crash, point, delay)
+        facts["kills"].append((name, snapshot_content(crash.serving), output))
+    final = crash.start()
     facts["final_exit"] = wait(final)
     facts["final_output"] = crash.output(final)
-    facts["elapsed_s"] = time.monotonic() - started
-    print(f"\nreliability runs took {facts['elapsed_s']:.0f}s")
-    return facts
 
 
 def _materialize_while_locked(ws: Workspace) -> str:
@@ -355,11 +383,13 @@ def _gate_failure(base: Workspace, root: Path) -> dict:
     }
 
 
+@serial
 def test_baseline_publishes(runs):
     assert runs["baseline_exit"] == 0, runs["baseline_output"][-3000:]
     assert "serving snapshot:" in runs["baseline_output"]
 
 
+@serial
 def test_rerun_without_new_files_changes_no_table(runs):
     assert runs["rerun_exit"] == 0
     before, after = runs["baseline_hashes"], runs["rerun_hashes"]
@@ -370,23 +400,27 @@ def test_rerun_without_new_files_changes_no_table(runs):
     assert before["ml.model_runs"][0] >= 2  # the models are there, and not appended again
 
 
+@serial
 def test_second_writer_is_refused_naming_the_lock(runs):
     assert runs["second_exit"] == EXIT_CANNOT_RUN
     assert "holds the warehouse lock" in runs["second_output"]
     assert "warehouse.duckdb.lock" in runs["second_output"]
 
 
+@serial
 def test_a_run_outside_the_cli_waits_then_fails_naming_the_lock(runs):
     assert BUSY_MARKER in runs["in_run_lock_error"]
     assert "after waiting 1s" in runs["in_run_lock_error"]
 
 
+@serial
 def test_killed_runs_leave_the_snapshot_untouched(runs):
     assert [name for name, _, _ in runs["kills"]] == [name for name, _, _ in KILL_POINTS]
     for name, content, _ in runs["kills"]:
         assert content == runs["previous_content"], name
 
 
+@serial
 def test_run_after_kills_converges_to_the_uninterrupted_result(runs):
     assert runs["final_exit"] == 0, runs["final_output"][-3000:]
     crash = runs["crash"]
@@ -402,6 +436,7 @@ def test_run_after_kills_converges_to_the_uninterrupted_result(runs):
     assert dg.DagsterRunStatus.STARTED not in statuses
 
 
+@serial
 def test_failed_gate_exits_1_names_check_and_values_and_keeps_snapshot(runs):
     gate = runs["gate"]
     assert gate["exit"] == 1, gate["output"][-3000:]
@@ -501,6 +536,7 @@ def _web_files(landing: Path, files: int, rows: int) -> None:
         (folder / f"day-{f:04d}.jsonl").write_text("\n".join(lines) + "\n")
 
 
+@serial
 def test_ingest_killed_mid_way_resumes_to_the_same_raw_tables(tmp_path):
     landing = tmp_path / "landing"
     _web_files(landing, files=150, rows=100)
@@ -573,6 +609,7 @@ def _warehouse_with_marts(path: Path, rows: int, version: int) -> None:
     con.close()
 
 
+@serial
 def test_publish_killed_before_the_swap_leaves_the_snapshot_and_is_cleaned_up(tmp_path):
     warehouse, serving = tmp_path / "w.duckdb", tmp_path / "serving" / "serving.duckdb"
     _warehouse_with_marts(warehouse, 1000, version=1)
@@ -643,6 +680,7 @@ _READER = textwrap.dedent(
 )
 
 
+@serial
 def test_readers_never_see_half_a_snapshot_while_publishing(tmp_path):
     warehouse, serving = tmp_path / "w.duckdb", tmp_path / "serving.duckdb"
 
