@@ -441,7 +441,7 @@ def test_failed_gate_exits_1_names_check_and_values_and_keeps_snapshot(runs):
     gate = runs["gate"]
     assert gate["exit"] == 1, gate["output"][-3000:]
     assert "FAILED raw/pos gx_pos" in gate["output"]
-    assert "unit_price" in gate["output"] and "-5.0" in gate["output"]
+    assert "unit_price" in gate["output"] and "unit_price -5" in gate["output"]  # the bad value
     assert "nothing was published" in gate["output"]
     assert gate["serving_unchanged"]
     assert gate["run_status"] == dg.DagsterRunStatus.FAILURE
