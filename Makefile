@@ -18,9 +18,11 @@ demo: venv
 	$(BIN)/microseg generate --out data/landing --customers 5000 --days 180 --seed 42
 	$(BIN)/microseg run
 
-# Two workers on the 2 cores; the serial tests (kill -9, lock races) then run alone.
+# Two workers on the 2 cores, modules in collection order (the whole-graph integration modules
+# first, so no worker idles at the end behind one); the serial tests (kill -9, lock races) then
+# run alone.
 test: venv
-	$(BIN)/pytest -q -n 2 --dist loadscope -m "not serial"
+	$(BIN)/pytest -q -n 2 --dist loadscope --no-loadscope-reorder -m "not serial"
 	$(BIN)/pytest -q -m serial
 
 ui: venv
