@@ -5,7 +5,7 @@ import json
 import dagster as dg
 
 import ml
-from orchestration.defs.layers import layer_key, table_metadata, table_spec_kwargs
+from orchestration.defs.layers import ROW_COUNT, layer_key, table_metadata, table_spec_kwargs
 from orchestration.defs.resources import WarehouseResource
 
 SCORES_KEY = layer_key("models", "customer_scores")
@@ -99,7 +99,7 @@ def customer_scores(context: dg.AssetExecutionContext, warehouse: WarehouseResou
         runs_meta = table_metadata(con, "ml.model_runs")
     for warning in metrics.get("warnings", []):
         context.log.warning(warning)
-    persons = next(iter(scores_meta.values()))
+    persons = scores_meta[ROW_COUNT]
     yield dg.MaterializeResult(
         asset_key=SCORES_KEY,
         metadata={"as_of": as_of.isoformat(), **scores_meta, **score_metadata(metrics, persons)},
