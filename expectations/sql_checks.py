@@ -346,7 +346,8 @@ def rows_reconcile(
 def segment_sizes_match_members(
     con: duckdb.DuckDBPyConnection, table: str, parameters: Mapping[str, Any]
 ) -> ExpectationResult:
-    """segment_summary.members equals the rows of segment_members per segment."""
+    """segment_summary.members equals the rows of segment_members per published segment, and an
+    unpublished segment (below its minimum size) has no member rows."""
     name, column = "segment_sizes_match_members", "members"
     if not table_columns(con, "marts.segment_members"):
         observed = "cannot compare: marts.segment_members does not exist"
@@ -361,7 +362,7 @@ def segment_sizes_match_members(
                coalesce(c.n, 0) as member_rows, count(*) over () as bad
         from {table_ref("marts.segment_summary")} s
         full join counted c on c.segment_id = s.segment_id
-        where s.members is distinct from coalesce(c.n, 0)
+        where (case when s.published then s.members else 0 end) is distinct from coalesce(c.n, 0)
         order by 1 limit ?
         """,
         [EXAMPLES],

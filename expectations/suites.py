@@ -15,9 +15,9 @@ from typing import Any
 from expectations.results import ERROR, WARN
 from ml.registry import STATUSES as MODEL_RUN_STATUSES
 from ml.scoring import RFM_CELLS
-from ml.segments import KINDS as SEGMENT_KINDS
+from warehouse.audiences import KINDS as SEGMENT_KINDS
 from warehouse.sources import CONSENT_PURPOSES as PURPOSES
-from warehouse.sources import CONSENT_STATUSES, SUBJECT_TYPES, WEB_EVENT_TYPES
+from warehouse.sources import CONSENT_STATUSES, SUBJECT_TYPES, URBANICITY, WEB_EVENT_TYPES
 from warehouse.sources import PRIVACY_REQUEST_TYPES as REQUEST_TYPES
 
 # The contract's vocabularies are defined once, where ingest and the models use them.
@@ -256,6 +256,15 @@ _SUITES: tuple[SuiteSpec, ...] = (
         event_times=("date",),
         freshness="date",
     ),
+    _raw(
+        "raw.enrichment",
+        ("country", "postcode"),
+        # urbanicity: ingest admits the set in any case (" Urban "); staging lower-cases and checks
+        (
+            between("median_household_income", 0),
+            between("population_density", 0),
+        ),
+    ),
     SuiteSpec(
         table="raw.load_ledger",
         required=("source", "path", "status", "rows_loaded"),
@@ -339,6 +348,19 @@ _SUITES: tuple[SuiteSpec, ...] = (
             between("spend", 0),
         ),
         id_columns=("campaign_id", "segment_id", "date"),
+    ),
+    SuiteSpec(
+        table="staging.stg_enrichment__postcodes",
+        required=("country", "postcode", "urbanicity"),
+        rules=(
+            not_null("country"),
+            not_null("postcode"),
+            in_set("urbanicity", URBANICITY),
+            between("median_household_income", 0),
+            between("population_density", 0),
+        ),
+        unique=(("country", "postcode"),),
+        id_columns=("country", "postcode"),
     ),
     # marts
     SuiteSpec(

@@ -127,6 +127,8 @@ class Settings:
     schedule_cron: str = "0 6 * * *"
     holdout_share: float = 0.1
     min_segment_size: int = 50
+    segments_dir: Path = REPO_ROOT / "segments"
+    segment_size_tolerance: float = 0.5
     volume_tolerance: float = 0.5
     freshness_days: int = 3
     gx_sample_rows: int = 200_000
@@ -226,6 +228,8 @@ def load_settings(env: dict[str, str] | None = None) -> Settings:
         schedule_cron=env.get("MICROSEG_SCHEDULE_CRON") or "0 6 * * *",
         holdout_share=_float(env, "MICROSEG_HOLDOUT_SHARE", 0.1, 0.0, 0.5),
         min_segment_size=_int(env, "MICROSEG_MIN_SEGMENT_SIZE", 50, 1),
+        segments_dir=_path(env, "MICROSEG_SEGMENTS_DIR", "segments"),
+        segment_size_tolerance=_float(env, "MICROSEG_SEGMENT_SIZE_TOLERANCE", 0.5, 0.0, 100.0),
         volume_tolerance=_float(env, "MICROSEG_VOLUME_TOLERANCE", 0.5, 0.0, 10.0),
         freshness_days=_int(env, "MICROSEG_FRESHNESS_DAYS", 3, 0),
         gx_sample_rows=_int(env, "MICROSEG_GX_SAMPLE_ROWS", 200_000, 1000),

@@ -128,6 +128,13 @@ SCALAR_MACROS: dict[str, tuple[str, str]] = {
         f"'{KEYED_PERSON_ID_PREFIX}' || left(hmac_key(case when salt is null then anchor "
         "else anchor || '|' || salt end), 15)",
     ),
+    # A person's holdout bucket in a segment, 0..9999: a keyed hash, so nobody without the key
+    # can tell (or steer) who is held out, and stable across runs, processes and engines.
+    "holdout_bucket": (
+        "segment_id, person_id",
+        "cast(('0x' || left(hmac_key('holdout|' || segment_id || '|' || person_id), 8)) as bigint)"
+        " % 10000",
+    ),
     # True when a person id was derived with the key (false for ids of the former unkeyed rule).
     "is_keyed_person_id": (
         "person_id",

@@ -111,6 +111,8 @@ class WarehouseResource(dg.ConfigurableResource):
     as_of: str | None = None
     holdout_share: float = 0.1
     min_segment_size: int = 50
+    segments_dir: str = "segments"
+    segment_size_tolerance: float = 0.5
     volume_tolerance: float = 0.5
     freshness_days: int = 3
     gx_sample_rows: int = 200_000
@@ -250,6 +252,8 @@ def build_resources(settings: Settings | None = None) -> dict:
             as_of=settings.as_of.isoformat() if settings.as_of else None,
             holdout_share=settings.holdout_share,
             min_segment_size=settings.min_segment_size,
+            segments_dir=str(settings.segments_dir),
+            segment_size_tolerance=settings.segment_size_tolerance,
             volume_tolerance=settings.volume_tolerance,
             freshness_days=settings.freshness_days,
             gx_sample_rows=settings.gx_sample_rows,

@@ -13,7 +13,7 @@ campaigns as (
 
 history as (
 
-    select * from {{ source('segments', 'segment_membership_history') }}
+    select * from {{ ref('segment_membership_history') }}
 
 ),
 

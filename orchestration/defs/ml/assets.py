@@ -1,12 +1,20 @@
 """scikit-learn scores and the segments built on them."""
 
 import json
+from pathlib import Path
 
 import dagster as dg
 
 import ml
+from ml.segment_lift import build_segment_lift
 from orchestration.defs.layers import ROW_COUNT, layer_key, table_metadata, table_spec_kwargs
 from orchestration.defs.resources import WarehouseResource
+from warehouse.audiences import (
+    AudienceError,
+    compile_audiences,
+    load_audiences,
+    write_audience_tables,
+)
 
 SCORES_KEY = layer_key("models", "customer_scores")
 FEATURES_KEY = layer_key("features", "customer_features")
@@ -107,69 +115,83 @@ def customer_scores(context: dg.AssetExecutionContext, warehouse: WarehouseResou
     yield dg.MaterializeResult(asset_key=layer_key("models", "model_runs"), metadata=runs_meta)
 
 
-SEGMENT_TABLES = ["segment_definitions", "segment_members", "segment_membership_history"]
+AUDIENCE_TABLES = {
+    "audience_segments": "One row per segment declared in the audience files (MICROSEG_SEGMENTS_DIR)",
+    "audience_conditions": "The segments' conditions, one typed row per node, read as data by SQL",
+    "audience_sql": "The SQL compiled from the audience files, run by the segment models",
+}
 
 
 @dg.multi_asset(
     specs=[
         dg.AssetSpec(
-            **table_spec_kwargs("segments", name, f"marts.{name}"),
-            kinds={"duckdb"},
-            deps=[SCORES_KEY, layer_key("identity", "customer_profiles"), FEATURES_KEY],
+            **table_spec_kwargs("segments", name, f"raw.{name}"),
+            kinds={"yaml", "duckdb"},
+            description=description,
         )
-        for name in [*SEGMENT_TABLES, "segment_summary"]
+        for name, description in AUDIENCE_TABLES.items()
     ],
 )
-def segments(context: dg.AssetExecutionContext, warehouse: WarehouseResource):
-    """Segments declared as code (ml.SEGMENTS), consent-gated per purpose, with holdouts."""
+def audience_files(context: dg.AssetExecutionContext, warehouse: WarehouseResource):
+    """The audience files, validated (file, line and a suggestion for every problem, before any
+    SQL runs) and compiled: segments, typed condition rows and the SQL over them."""
+    folder = Path(warehouse.segments_dir)
+    try:
+        audiences = load_audiences(folder, root=folder.parent)
+    except AudienceError as exc:
+        raise dg.Failure(
+            description=f"invalid audience files in {folder}: {exc.problems[0]} "
+            f"({len(exc.problems)} problem(s) in all)\n{exc}",
+            allow_retries=False,
+        ) from exc
+    if not audiences.segments:
+        context.log.warning(f"no segments: no audience file under {folder}")
+    compiled = compile_audiences(audiences)
+    with warehouse.connect() as con:
+        write_audience_tables(
+            con, audiences, compiled, warehouse.min_segment_size, warehouse.holdout_share
+        )
+        metas = {name: table_metadata(con, f"raw.{name}") for name in AUDIENCE_TABLES}
+    metas["audience_segments"].update(
+        {
+            "files": dg.MetadataValue.json(audiences.files),
+            "segments": len(audiences.segments),
+        }
+    )
+    metas["audience_sql"]["matches_sql"] = dg.MetadataValue.md(
+        f"```sql\n{compiled.matches_sql}\n```"
+    )
+    for name in AUDIENCE_TABLES:
+        yield dg.MaterializeResult(asset_key=layer_key("segments", name), metadata=metas[name])
+
+
+SUMMARY_KEY = layer_key("segments", "segment_summary")
+LIFT_KEY = layer_key("segments", "segment_lift")
+
+
+@dg.asset(
+    **table_spec_kwargs("segments", "segment_lift", "marts.segment_lift"),
+    kinds={"scipy", "duckdb"},
+    deps=[layer_key("segments", "segment_outcomes")],
+)
+def segment_lift(context: dg.AssetExecutionContext, warehouse: WarehouseResource):
+    """Lift of members over holdout per segment (conversion and revenue after entry) with
+    confidence intervals, p-values and the holdout needed to detect a 10% lift."""
     with warehouse.connect() as con:
         as_of = warehouse.resolve_as_of(con)
-        result = ml.build_segments(
-            con,
-            as_of,
-            holdout_share=warehouse.holdout_share,
-            min_segment_size=warehouse.min_segment_size,
-        )
-        sizes = con.execute(
-            "select segment_id, purpose, members, excluded_no_consent from marts.segment_summary "
-            "order by segment_id"
+        build_segment_lift(con, as_of)
+        underpowered = con.execute(
+            "select segment_id from marts.segment_lift where underpowered order by segment_id"
         ).fetchall()
-        counts = {name: table_metadata(con, f"marts.{name}") for name in SEGMENT_TABLES}
-        summary_meta = table_metadata(con, "marts.segment_summary")
-    for warning in result.get("warnings", []):
-        context.log.warning(warning)
-    for name in SEGMENT_TABLES:
-        yield dg.MaterializeResult(asset_key=layer_key("segments", name), metadata=counts[name])
-    yield dg.MaterializeResult(
-        asset_key=layer_key("segments", "segment_summary"),
-        metadata={
-            "as_of": as_of.isoformat(),
-            **summary_meta,
-            "segment_sizes": dg.MetadataValue.table(
-                records=[
-                    dg.TableRecord(
-                        {
-                            "segment": s,
-                            "purpose": p,
-                            "members": int(m),
-                            "left_out_without_consent": int(e),
-                        }
-                    )
-                    for s, p, m, e in sizes
-                ],  # fmt: skip
-                schema=dg.TableSchema(
-                    columns=[
-                        dg.TableColumn("segment", "string"),
-                        dg.TableColumn("purpose", "string"),
-                        dg.TableColumn("members", "int"),
-                        dg.TableColumn("left_out_without_consent", "int"),
-                    ]
-                ),
-            ),
-            # one number per segment, plotted over runs on the asset's page
-            **{f"members_{s}": int(m) for s, _, m, _ in sizes},
-        },
+        meta = table_metadata(con, "marts.segment_lift")
+    if underpowered:
+        context.log.warning(
+            f"{len(underpowered)} segment(s) have a holdout too small to detect a 10% lift: "
+            + ", ".join(r[0] for r in underpowered)
+        )
+    return dg.MaterializeResult(
+        metadata={"as_of": as_of.isoformat(), **meta, "underpowered": len(underpowered)}
     )
 
 
-ml_assets = [customer_scores, segments]
+ml_assets = [customer_scores, audience_files, segment_lift]

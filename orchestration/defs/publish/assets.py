@@ -19,6 +19,11 @@ PUBLISHED_DEPS = [
     layer_key("segments", "segment_members"),
     layer_key("segments", "segment_membership_history"),
     layer_key("segments", "segment_summary"),
+    layer_key("segments", "segment_attributes"),
+    layer_key("segments", "segment_events"),
+    layer_key("segments", "segment_kpis"),
+    layer_key("segments", "segment_overlap"),
+    layer_key("segments", "segment_lift"),
     layer_key("segments", "campaign_performance"),
     # Publishing waits for the export gate: a run that failed it publishes nothing.
     EXPORTS_KEY,

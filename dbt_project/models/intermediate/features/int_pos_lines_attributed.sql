@@ -32,6 +32,7 @@ final as (
         pos_lines.transacted_at,
         cast(pos_lines.transacted_at as date) as activity_date,
         pos_lines.product_category,
+        pos_lines.sku,
         pos_lines.is_return,
         -- money as exact decimals: sums of doubles differ in the last bits between runs
         cast(pos_lines.line_amount as decimal(18, 2)) as line_amount

@@ -36,6 +36,8 @@ final as (
         cast(web_events.revenue as decimal(18, 2)) as revenue,
         web_events.device_type,
         web_events.product_category,
+        web_events.sku,
+        web_events.page_url,
         web_events.geo_city,
         web_events.geo_region,
         web_events.geo_country,

@@ -1,0 +1,71 @@
+{#
+    Every attributed event a segment condition can ask about, one row per web event or POS line
+    up to the end of the as_of day: in-store lines are `purchase` (or `return`) events of channel
+    `store` whose session is their transaction; web events keep their type, device and session,
+    with channel `app` (device app), `email` (email opens and clicks) or `web`. `event_key` counts
+    a transaction once however many of its lines match. Pages keep only their path: a query
+    string may carry an email address or a token.
+#}
+with
+
+web_events as (
+
+    select * from {{ ref('int_web_events_attributed') }}
+
+),
+
+pos_lines as (
+
+    select * from {{ ref('int_pos_lines_attributed') }}
+
+),
+
+web as (
+
+    select
+        person_id,
+        'web:' || event_id as event_key,
+        event_at,
+        event_type,
+        case
+            when event_type in ('email_open', 'email_click') then 'email'
+            when device_type = 'app' then 'app'
+            else 'web'
+        end as channel,
+        device_type as device,
+        session_id,
+        sku,
+        product_category as category,
+        nullif(split_part(split_part(page_url, '?', 1), '#', 1), '') as page,
+        revenue as amount
+    from web_events
+
+),
+
+store as (
+
+    select
+        person_id,
+        'pos:' || transaction_id as event_key,
+        transacted_at as event_at,
+        case when is_return then 'return' else 'purchase' end as event_type,
+        'store' as channel,
+        cast(null as varchar) as device,
+        'pos:' || transaction_id as session_id,
+        sku,
+        product_category as category,
+        cast(null as varchar) as page,
+        line_amount as amount
+    from pos_lines
+
+),
+
+final as (
+
+    select * from web
+    union all
+    select * from store
+
+)
+
+select * from final

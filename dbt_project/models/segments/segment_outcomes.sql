@@ -1,0 +1,60 @@
+{#
+    What members and holdout members of each segment did after they entered it, for the lift
+    statistics (marts.segment_lift): per segment and arm, persons, converters (a purchase in
+    any channel after the entry day, within var lift_window_days of it and up to as_of), and
+    the sum and sum of squares of their revenue in that window (sufficient statistics of a
+    Welch test). Members who entered today have had no time to convert and count as not
+    converted in both arms alike.
+#}
+with
+
+members as (
+
+    select * from {{ ref('segment_members') }}
+
+),
+
+days as (
+
+    select * from {{ ref('int_customer_days_aggregated') }}
+    where purchases > 0
+
+),
+
+per_person as (
+
+    select
+        members.segment_id,
+        members.person_id,
+        members.is_holdout,
+        count(days.activity_date) > 0 as converted,
+        coalesce(sum(days.pos_net_amount + days.web_revenue), 0) as revenue
+    from members
+    left join days
+        on
+            members.person_id = days.person_id
+            and days.activity_date > members.entered_on
+            and days.activity_date <= least(
+                {{ as_of_date() }},
+                members.entered_on + {{ var('lift_window_days') | int }}
+            )
+    group by members.segment_id, members.person_id, members.is_holdout
+
+),
+
+final as (
+
+    select
+        segment_id,
+        is_holdout,
+        count(*) as persons,
+        count(*) filter (where converted) as converters,
+        cast(sum(revenue) as double) as revenue_sum,
+        cast(sum(revenue * revenue) as double) as revenue_sumsq,
+        {{ as_of_date() }} as as_of
+    from per_person
+    group by segment_id, is_holdout
+
+)
+
+select * from final
