@@ -74,7 +74,8 @@ def main(argv: list[str] | None = None) -> int:
     gen.add_argument(
         "--sources",
         help="comma-separated source folders to keep (default all: "
-        "crm,pos,web,consent,privacy,campaigns), e.g. --sources crm for a CRM-only zone",
+        "crm,pos,web,consent,privacy,campaigns,enrichment), e.g. --sources crm for a "
+        "CRM-only zone",
     )
     gen.set_defaults(func=_cmd_generate)
 

@@ -1,13 +1,14 @@
-"""Consent ledger, data-subject requests and campaign results."""
+"""Consent ledger, data-subject requests, campaign results and postcode geo-demographics."""
 
 from __future__ import annotations
 
 import numpy as np
 import pyarrow as pa
 
+from synthetic import _vocab as V
 from synthetic._io import Sink
 from synthetic._population import Population, e164
-from synthetic._text import ids, iso, pick
+from synthetic._text import ids, iso, num, pick
 
 PURPOSES = ["analytics", "personalization", "ad_targeting", "third_party_sharing"]
 GRANT_RATE = np.array([0.85, 0.70, 0.60, 0.15])
@@ -295,3 +296,47 @@ def write_campaigns(end_s: int, sink: Sink, rng: np.random.Generator, inject: bo
     )
     faults = [("unparseable_date", rows // 2, {"date": "2026-13-45"})] if inject else []
     sink.write("campaigns", f"campaign_results_{end_day}", table, faults, fmt="csv")
+
+
+def metro_postcodes() -> tuple[np.ndarray, pa.Array, np.ndarray]:
+    """Every postcode a generated person can have (build_population draws a US metro's ZIPs from
+    its prefix and range, London's from UK_POSTCODES): (metro index, postcode, position from the
+    metro's centre in [0, 1)), in METROS order, each metro's ZIPs ascending."""
+    metros, codes, positions = [], [], []
+    for m, (_city, _region, country, base, span, *_rest) in enumerate(V.METROS):
+        if country == "GB":
+            count = len(V.UK_POSTCODES)
+            codes.append(pa.array(V.UK_POSTCODES, pa.string()))
+        else:
+            count = max(span, 1)
+            codes.append(num(base + np.arange(count), 5))
+        metros.append(np.full(count, m, np.int64))
+        positions.append(np.arange(count) / count)
+    return np.concatenate(metros), pa.concat_arrays(codes), np.concatenate(positions)
+
+
+def write_enrichment(sink: Sink, rng: np.random.Generator) -> None:
+    """Third-party geo-demographics: one row per postcode a person can have, with its country.
+
+    A metro's central postcodes are urban, then suburban, the outermost rural (shares in
+    V.METRO_GEO); income and density follow the urbanicity, scaled per metro and jittered from
+    the seed, and each density stays within its urbanicity's band."""
+    metro, postcode, position = metro_postcodes()
+    geo = np.array(V.METRO_GEO)[metro]
+    urbanicity = np.where(position < geo[:, 0], 0, np.where(position < geo[:, 1], 1, 2))
+    n = len(metro)
+    income = V.URBANICITY_INCOME[urbanicity] * geo[:, 2] * rng.lognormal(0.0, 0.12, n)
+    density = V.URBANICITY_DENSITY[urbanicity] * geo[:, 3] * rng.lognormal(0.0, 0.25, n)
+    band = V.URBANICITY_DENSITY_BAND[urbanicity]
+    density = np.clip(density, band[:, 0], band[:, 1] - 1.0)
+    table = pa.table(
+        {
+            "country": pick([m[2] for m in V.METROS], metro),
+            "postcode": postcode,
+            "urbanicity": pick(V.URBANICITY, urbanicity),
+            "median_household_income": pa.array(np.round(income, -2)),
+            "population_density": pa.array(np.round(density, 1)),
+            "provider": pa.array([V.ENRICHMENT_PROVIDER] * n, pa.string()),
+        }
+    )
+    sink.write("enrichment", "geo_demographics", table, fmt="csv")

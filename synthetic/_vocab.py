@@ -75,6 +75,27 @@ METROS = [
 ]
 UK_POSTCODES = ["SW1A 1AA", "EC1A 1BB", "W1A 0AX", "N1 9GU", "E14 5AB", "SE1 7PB", "NW1 6XE"]
 
+# Geo-demographics of the postcodes (enrichment/), per metro in METROS order: the share of its
+# postcodes, counted from the central one (the lowest ZIP; London's list is all central), that
+# is urban, the share up to which the rest is suburban (beyond: rural), and the metro's scale of
+# income (in its own currency: GBP for London) and of population density.
+METRO_GEO = [
+    (0.50, 0.85, 1.15, 2.5),  # New York
+    (0.35, 0.80, 1.05, 1.0),  # Los Angeles
+    (0.35, 0.80, 1.00, 1.0),  # Chicago
+    (0.20, 0.70, 0.95, 0.6),  # Houston
+    (0.25, 0.75, 1.20, 0.8),  # Seattle
+    (0.20, 0.70, 0.90, 0.9),  # Miami
+    (1.00, 1.00, 0.62, 1.3),  # London
+]
+URBANICITY = ["urban", "suburban", "rural"]
+# Per urbanicity: median household income (USD before the metro's scale) and persons per km²
+# (before the metro's scale); densities are kept within their urbanicity's band [low, high).
+URBANICITY_INCOME = np.array([72_000.0, 88_000.0, 54_000.0])
+URBANICITY_DENSITY = np.array([9_000.0, 1_400.0, 60.0])
+URBANICITY_DENSITY_BAND = np.array([[2_500.0, 60_000.0], [400.0, 2_500.0], [5.0, 400.0]])
+ENRICHMENT_PROVIDER = "synthetic_geodemographics"
+
 # One common short form per given name, used by secondary CRM records (names and their weights
 # are in synthetic/_names.py). Names without an entry are never shortened.
 NICKNAMES = {

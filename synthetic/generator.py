@@ -13,15 +13,16 @@ import pyarrow.csv as pacsv
 from synthetic import _vocab as V
 from synthetic._activity import catalog, simulate, web_sessions, write_pos, write_web
 from synthetic._io import Sink
-from synthetic._ledgers import write_campaigns, write_consent, write_privacy
+from synthetic._ledgers import write_campaigns, write_consent, write_enrichment, write_privacy
 from synthetic._population import build_population, crm_records
 
 # Bump whenever the same arguments would generate different data, so that caches of generated
 # landing zones can tell versions apart. 2: Faker name vocabularies with census/SSA frequencies
 # and a rare-surname tail; name and day/month birth-date swaps on secondary CRM records.
-GENERATOR_VERSION = 2
+# 3: enrichment/geo_demographics.csv, the geo-demographics of every postcode a person can have.
+GENERATOR_VERSION = 3
 LARGE_RUN = 200_000  # customers from which files are Parquet and no faults are injected
-SOURCES = ["crm", "pos", "web", "consent", "privacy", "campaigns"]
+SOURCES = ["crm", "pos", "web", "consent", "privacy", "campaigns", "enrichment"]
 
 
 def _rng(seed: int, part: int) -> np.random.Generator:
@@ -46,6 +47,10 @@ def generate(
     Output depends only on the arguments. Under `out/_truth/`: `identity.csv` (one row per CRM
     record, POS transaction and web device with its `true_person_id`), `persons.csv` and
     `faults.csv` (rows injected to break a quarantine rule; small runs only).
+
+    `enrichment/geo_demographics.csv` (CSV in every run, no faults) holds the geo-demographics
+    of every postcode a person can have, with its country: every CRM and web postcode is there;
+    its values depend on the seed only, not on `customers` or `days`.
 
     A person `is_known` when identity resolution can know them: they have a CRM record, or any of
     their records carries an email, a phone or a loyalty card. Persons seen only through web
@@ -128,6 +133,7 @@ def generate(
     )
     write_privacy(pop, crm_keys, crm_sorted, known, end_s, sink, _rng(seed, 8), inject)
     write_campaigns(end_s, sink, _rng(seed, 9), inject)
+    write_enrichment(sink, _rng(seed, 10))
 
     for source in SOURCES:
         if source not in kept and (root / source).exists():

@@ -124,6 +124,7 @@ WEB_EVENT_TYPES = (
 CONSENT_PURPOSES = ("analytics", "personalization", "ad_targeting", "third_party_sharing")
 CONSENT_STATUSES = ("granted", "denied", "revoked")
 PRIVACY_REQUEST_TYPES = ("erasure", "access")
+URBANICITY = ("urban", "suburban", "rural")
 
 _CRM_CHANGE_RANGE = ("1970-01-01", "run_date+1")
 
@@ -245,6 +246,18 @@ SOURCES: dict[str, SourceSpec] = {
             Column("conversions", "BIGINT"),
             Column("spend", "DOUBLE", non_negative=True),
             Column("conversion_value", "DOUBLE"),
+        ),
+    ),
+    # optional third-party geo-demographics per postcode (docs/enrichment.md)
+    "enrichment": SourceSpec(
+        "enrichment",
+        (
+            Column("country", required=True),
+            Column("postcode", required=True),
+            Column("urbanicity", allowed=URBANICITY),
+            Column("median_household_income", "DOUBLE", non_negative=True),
+            Column("population_density", "DOUBLE", non_negative=True),
+            Column("provider"),
         ),
     ),
 }

@@ -61,6 +61,13 @@ select date '2026-06-29' as date, 'meta' as platform, 'cmp1' as campaign_id, 'se
        'campaigns/a.csv' as _file, i as _row_number
 from range(1, 4) t(i);
 
+create table raw.enrichment as
+select ['US', 'GB'][1 + i % 2] as country, 'PC' || i as postcode,
+       ['urban', 'Suburban ', 'rural'][1 + i % 3] as urbanicity,
+       40000.0 + i as median_household_income, 100.0 * i as population_density,
+       'geo' as provider, 'enrichment/a.csv' as _file, i as _row_number
+from range(1, 4) t(i);
+
 create table raw.crm_quarantine (_file varchar, _row_number bigint, rule varchar,
                                  record varchar, quarantined_at timestamp);
 create table raw.pos_quarantine as select * from raw.crm_quarantine;
@@ -68,6 +75,7 @@ create table raw.web_quarantine as select * from raw.crm_quarantine;
 create table raw.consent_quarantine as select * from raw.crm_quarantine;
 create table raw.privacy_quarantine as select * from raw.crm_quarantine;
 create table raw.campaigns_quarantine as select * from raw.crm_quarantine;
+create table raw.enrichment_quarantine as select * from raw.crm_quarantine;
 insert into raw.pos_quarantine values ('pos/a.csv', 21, 'pos_negative_price', '{}', now());
 
 create table raw.load_ledger as
@@ -75,7 +83,8 @@ select source, source || '/a.' || ext as path, 'abc' as sha256, n::bigint as row
        q::bigint as rows_quarantined, 'loaded' as status, null::varchar as message,
        now()::timestamp as loaded_at, (n + q)::bigint as rows_read
 from (values ('crm', 'csv', 20, 0), ('pos', 'csv', 20, 1), ('web', 'jsonl', 20, 0),
-             ('consent', 'csv', 20, 0), ('privacy', 'csv', 3, 0), ('campaigns', 'csv', 3, 0))
+             ('consent', 'csv', 20, 0), ('privacy', 'csv', 3, 0), ('campaigns', 'csv', 3, 0),
+             ('enrichment', 'csv', 3, 0))
      v(source, ext, n, q)
 union all
 -- an older version of pos/a.csv and a rejected newer one: neither is what raw holds
@@ -100,6 +109,10 @@ create view staging.stg_privacy__requests as
 select request_id, request_type, subject_type, requested_at from raw.privacy;
 create view staging.stg_campaigns__results as
 select date, platform, campaign_id, segment_id, impressions, clicks, spend from raw.campaigns;
+create view staging.stg_enrichment__postcodes as
+select country, postcode, lower(trim(urbanicity)) as urbanicity, median_household_income,
+       population_density
+from raw.enrichment;
 
 create table marts.identity_map as
 select 'crm' as source_system, 'c' || i as source_key, 'p' || i as person_id from range(1, 11) t(i)

@@ -59,7 +59,7 @@ cleaned as (
         lower(trim(latest.gender)) as gender_text,
         nullif(trim(latest.street_address), '') as street_address,
         nullif(trim(latest.city), '') as city,
-        nullif(upper(trim(latest.postcode)), '') as postcode,
+        {{ normalize_postcode('latest.postcode', 'latest.country') }} as postcode,
         nullif(trim(latest.state), '') as state,
         nullif(upper(trim(latest.country)), '') as country,
         latest.date_of_birth,
