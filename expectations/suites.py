@@ -15,7 +15,7 @@ from typing import Any
 from expectations.results import ERROR, WARN
 from ml.registry import STATUSES as MODEL_RUN_STATUSES
 from ml.scoring import RFM_CELLS
-from ml.segments import KINDS as SEGMENT_KINDS
+from warehouse.audiences import KINDS as SEGMENT_KINDS
 from warehouse.sources import CONSENT_PURPOSES as PURPOSES
 from warehouse.sources import CONSENT_STATUSES, SUBJECT_TYPES, URBANICITY, WEB_EVENT_TYPES
 from warehouse.sources import PRIVACY_REQUEST_TYPES as REQUEST_TYPES

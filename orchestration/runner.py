@@ -341,6 +341,16 @@ def run_refresh(settings: Settings) -> int:
     log_dir = settings.warehouse.parent / "logs"
     log_dir.mkdir(parents=True, exist_ok=True)
     log_path = log_dir / "microseg-run.log"
+    from warehouse.audiences import AudienceError, load_audiences
+
+    # Invalid audience files stop the run before anything runs (the asset checks them too).
+    try:
+        load_audiences(settings.segments_dir, root=settings.segments_dir.parent)
+    except AudienceError as exc:
+        print(f"microseg run: invalid audience files in {settings.segments_dir}:", file=sys.stderr)
+        for problem in exc.problems:
+            print(f"  {problem}", file=sys.stderr)
+        return EXIT_CANNOT_RUN
     print(f"running the refresh job; dbt output goes to {log_path}", flush=True)
     try:
         # dbt's own progress lines are written to stdout; keep them out of the summary.
