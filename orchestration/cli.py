@@ -60,6 +60,23 @@ def _cmd_run(args: argparse.Namespace) -> int:
         lock.release()
 
 
+def _cmd_segments(args: argparse.Namespace) -> int:
+    from orchestration.settings import SettingsError, load_settings
+
+    try:
+        settings = load_settings()
+    except SettingsError as exc:
+        print(f"microseg segments: bad setting: {exc}", file=sys.stderr)
+        return EXIT_CANNOT_RUN
+    from orchestration import segments_command
+
+    if args.segments_command == "validate":
+        return segments_command.validate(settings)
+    if args.segments_command == "preview":
+        return segments_command.preview(settings, args.file)
+    return segments_command.explain(settings, args.person_id)
+
+
 def main(argv: list[str] | None = None) -> int:
     os.environ.setdefault("GX_ANALYTICS_ENABLED", "false")
     parser = argparse.ArgumentParser(prog="microseg", description=__doc__)
@@ -81,6 +98,17 @@ def main(argv: list[str] | None = None) -> int:
 
     run = sub.add_parser("run", help="materialise every asset, gated, then publish the snapshot")
     run.set_defaults(func=_cmd_run)
+
+    seg = sub.add_parser("segments", help="check, preview and explain the audience files")
+    seg_sub = seg.add_subparsers(dest="segments_command", required=True)
+    seg_sub.add_parser("validate", help="check every audience file (exit 1 when one is invalid)")
+    prev = seg_sub.add_parser(
+        "preview", help="sizes, overlaps and SQL of a file's segments on the serving snapshot"
+    )
+    prev.add_argument("file", type=Path)
+    expl = seg_sub.add_parser("explain", help="why a person is or is not in each segment")
+    expl.add_argument("person_id")
+    seg.set_defaults(func=_cmd_segments)
 
     args = parser.parse_args(argv)
     return args.func(args)

@@ -267,6 +267,7 @@ class Segment:
     file: str
     line: int
     definition: dict
+    path: Path | None = None
 
     @property
     def version(self) -> str:
@@ -769,6 +770,9 @@ def parse_file(path: Path, catalog: dict[str, Attribute], label: str | None = No
         checker.problem(doc.line_of("segments"), "`segments` must be a list of segments")
         return [], checker.problems
     segments = [checker.segment(item, items.lines[i]) for i, item in enumerate(items)]
+    for seg in segments:
+        if seg is not None:
+            seg.path = path.resolve()
     return [s for s in segments if s is not None], checker.problems
 
 
@@ -788,7 +792,8 @@ def _check_references(segments: list[Segment]) -> list[Problem]:
                 Problem(
                     seg.file,
                     seg.line,
-                    f"segment id `{seg.segment_id}` is already defined at {first.file}:{first.line}",
+                    f"segment id `{seg.segment_id}` is already defined at "
+                    f"{first.file}:{first.line}",
                 )
             )
         else:
@@ -844,14 +849,20 @@ def _check_references(segments: list[Segment]) -> list[Problem]:
 
 
 def load_audiences(
-    folder: Path, catalog: dict[str, Attribute] | None = None, root: Path | None = None
+    folder: Path,
+    catalog: dict[str, Attribute] | None = None,
+    root: Path | None = None,
+    extra: Path | None = None,
 ) -> Audiences:
-    """Every segment of every audience file under `folder`, validated; raises AudienceError."""
+    """Every segment of every audience file under `folder` (and the file `extra`, when it is
+    outside it), validated together; raises AudienceError."""
     catalog = attribute_catalog() if catalog is None else catalog
     folder = Path(folder)
     segments: list[Segment] = []
     problems: list[Problem] = []
     files = _audience_files(folder)
+    if extra is not None and Path(extra).resolve() not in {p.resolve() for p in files}:
+        files.append(Path(extra))
     labels = []
     for path in files:
         try:

@@ -19,6 +19,7 @@ from typing import Any
 import duckdb
 
 from warehouse import audit
+from warehouse.audience_tools import Relations, explain_person
 from warehouse.identity_keys import KEYED_PERSON_ID_PREFIX
 
 _REQUEST_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$")
@@ -100,7 +101,7 @@ _PERSON_SECTIONS: list[tuple[str, str]] = [
     (
         "segments",
         """
-        select m.segment_id, d.name, d.purpose, m.rank, m.is_holdout, m.as_of
+        select m.segment_id, d.name, d.purpose, m.rank, m.is_holdout, m.entered_on, m.as_of
         from marts.segment_members as m
         join marts.segment_definitions as d using (segment_id)
         where m.person_id = ?
@@ -111,7 +112,7 @@ _PERSON_SECTIONS: list[tuple[str, str]] = [
         "segment_history",
         # rows of earlier runs under an id the person held before a re-key or a merge stay
         # theirs: the same ancestry erasure follows
-        "select segment_id, as_of, is_holdout from marts.segment_membership_history "
+        "select segment_id, as_of, entered_on, is_holdout from marts.segment_membership_history "
         "where person_id in (select ancestor_id from ("
         + PERSON_ANCESTORS_SQL.format(persons="(select ?::varchar as person_id) as subject")
         + ")) order by as_of, segment_id",
@@ -128,11 +129,34 @@ def _rows(con: duckdb.DuckDBPyConnection, sql: str, params: list[Any]) -> list[d
     return [dict(zip(names, row, strict=True)) for row in cursor.fetchall()]
 
 
+def _segment_logic(con: duckdb.DuckDBPyConnection, person_id: str) -> list[dict[str, Any]]:
+    """Meaningful information about the logic of profiling (GDPR art. 15(1)(h)): for every
+    segment, each of its conditions, whether it held for the person and the deciding value."""
+    try:
+        leaves = con.execute("select sql from raw.audience_sql where part = 'leaves'").fetchall()
+        if not leaves:
+            return []
+        return explain_person(
+            con,
+            person_id,
+            leaves[0][0],
+            Relations(
+                attributes="marts.segment_attributes",
+                events="marts.segment_events",
+                conditions="raw.audience_conditions",
+                as_of="(select max(as_of) from marts.segment_attributes)",
+            ),
+        )
+    except duckdb.CatalogException:
+        return []  # no segments built yet
+
+
 def _person_report(con: duckdb.DuckDBPyConnection, person_id: str) -> dict[str, Any]:
     report: dict[str, Any] = {"person_id": person_id}
     for section, sql in _PERSON_SECTIONS:
         rows = _rows(con, sql, [person_id] * sql.count("?"))
         report[section] = rows[0] if section in ("profile", "features", "scores") and rows else rows
+    report["segment_logic"] = _segment_logic(con, person_id)
     return report
 
 
