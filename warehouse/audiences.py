@@ -31,7 +31,7 @@ from typing import Any
 
 import yaml
 
-from warehouse.sources import CONSENT_PURPOSES, WEB_EVENT_TYPES
+from warehouse.sources import CONSENT_PURPOSES, URBANICITY, WEB_EVENT_TYPES
 
 SEGMENT_ID = re.compile(r"^[a-z][a-z0-9_]{0,62}$")
 KINDS = ("rule", "rfm", "cluster", "propensity", "clv", "lookalike")
@@ -40,7 +40,6 @@ KINDS = ("rule", "rfm", "cluster", "propensity", "clv", "lookalike")
 EVENT_TYPES = (*WEB_EVENT_TYPES, "return")
 CHANNELS = ("store", "web", "app", "email")
 DEVICES = ("mobile", "desktop", "tablet", "app")
-URBANICITY = ("urban", "suburban", "rural")
 GENDERS = ("f", "m", "x")
 # Text attributes with a closed vocabulary: values are checked against it.
 VOCABULARIES = {"urbanicity": URBANICITY, "gender": GENDERS}
@@ -116,8 +115,23 @@ class AudienceError(ValueError):
         super().__init__("\n".join(str(p) for p in problems))
 
 
+# What people write for our names, from SQL and other tools: suggested before close spellings.
+ALIASES = {
+    "gte": "ge", ">=": "ge", "lte": "le", "<=": "le", ">": "gt", "<": "lt", "=": "eq",
+    "==": "eq", "equals": "eq", "!=": "ne", "<>": "ne", "neq": "ne", "nin": "not_in",
+    "not in": "not_in", "notin": "not_in", "and": "all", "or": "any", "not": "none",
+    "min": "at_least", "max": "at_most", "within": "within_days", "days": "within_days",
+    "last_days": "within_days", "types": "type", "event_type": "type", "segment": "in_segment",
+    "order_by": "rank_by", "sort_by": "rank_by", "consent": "purpose", "holdout": "holdout_share",
+}  # fmt: skip
+
+
 def _suggest(word: object, candidates) -> str:
-    close = difflib.get_close_matches(str(word), [str(c) for c in candidates], n=1, cutoff=0.6)
+    candidates = [str(c) for c in candidates]
+    alias = ALIASES.get(str(word).strip().lower())
+    if alias in candidates:
+        return f"; did you mean `{alias}`?"
+    close = difflib.get_close_matches(str(word), candidates, n=1, cutoff=0.6)
     return f"; did you mean `{close[0]}`?" if close else ""
 
 
