@@ -155,7 +155,7 @@ select 'seg3', 'p' || i, 1.0, i / 2, false, date '2026-06-30' from range(2, 11, 
 
 create table marts.segment_summary as
 select segment_id, date '2026-06-30' as as_of, count(*) as members,
-       count(*) / 20.0 as share_of_persons, 0 as excluded_no_consent
+       count(*) / 20.0 as share_of_persons, 0 as excluded_no_consent, true as published
 from marts.segment_members group by segment_id;
 
 create table marts.segment_membership_history as
