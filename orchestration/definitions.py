@@ -14,6 +14,7 @@ from orchestration.defs.publish.assets import serving_snapshot
 from orchestration.defs.publish.exports import activation_exports, exports_consented
 from orchestration.defs.quality.checks import build_gx_checks
 from orchestration.defs.resources import build_resources
+from orchestration.defs.segment_checks import segment_checks
 from orchestration.defs.transform.assets import build_dbt_assets, source_column_schemas
 from orchestration.settings import Settings, load_settings
 
@@ -51,7 +52,12 @@ def build_definitions(settings: Settings | None = None) -> dg.Definitions:
     )
     return dg.Definitions(
         assets=assets,
-        asset_checks=[*build_gx_checks(table_keys(assets)), *identity_checks, exports_consented],
+        asset_checks=[
+            *build_gx_checks(table_keys(assets)),
+            *identity_checks,
+            exports_consented,
+            *segment_checks,
+        ],
         jobs=[refresh_job],
         schedules=schedules,
         sensors=sensors,

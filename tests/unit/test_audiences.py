@@ -370,8 +370,7 @@ SEMANTICS = [
     ),
     # one session with 3+ views and a cart add: p1 (s1); p2 spread them over two sessions
     (
-        "session:\n  events:\n    - {type: product_view, at_least: 3}\n"
-        "    - {type: add_to_cart}",
+        "session:\n  events:\n    - {type: product_view, at_least: 3}\n    - {type: add_to_cart}",
         {"p1"},
     ),
     (
@@ -397,8 +396,8 @@ def test_in_segment_reuses_another_segments_condition(tmp_path, tables, catalog)
 
 def test_values_never_reach_the_sql_text(tmp_path, catalog):
     text = "segments:\n" + _segment(
-        "all:\n  - attribute: rfm_cell\n    eq: \"x'; drop table attrs; --\"\n"
-        "  - event: {type: product_view, sku: \"SKU-'1\", page_contains: \"';--\"}"
+        'all:\n  - attribute: rfm_cell\n    eq: "x\'; drop table attrs; --"\n'
+        '  - event: {type: product_view, sku: "SKU-\'1", page_contains: "\';--"}'
     )
     _write(tmp_path, text)
     compiled = compile_audiences(load_audiences(tmp_path, catalog, root=tmp_path), catalog)

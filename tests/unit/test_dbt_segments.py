@@ -254,8 +254,7 @@ def test_holdout_is_the_keyed_hash_drawn_at_entry_and_kept(runs):
     assert any(first.values()) and not all(first.values())
     now = dict(
         con.execute(
-            "select person_id, is_holdout from marts.segment_members "
-            "where segment_id = 'everyone'"
+            "select person_id, is_holdout from marts.segment_members where segment_id = 'everyone'"
         ).fetchall()
     )
     # the share fell to 0: members who stayed keep their draw, the newcomer is not held out

@@ -215,5 +215,8 @@ def test_access_history_follows_the_ancestry_erasure_follows():
         "('s3', 'p_kB', date '2026-03-01', true), ('s4', 'p_kX', date '2026-03-01', false)) "
         "t(segment_id, person_id, as_of, is_holdout)"
     )
+    con.execute(
+        "alter table marts.segment_membership_history add column entered_on date default null"
+    )
     history = _person_report(con, "p_kB")["segment_history"]
     assert [row["segment_id"] for row in history] == ["s1", "s2", "s3"]

@@ -116,7 +116,7 @@ def customer_scores(context: dg.AssetExecutionContext, warehouse: WarehouseResou
 
 
 AUDIENCE_TABLES = {
-    "audience_segments": "One row per segment declared in the audience files (MICROSEG_SEGMENTS_DIR)",
+    "audience_segments": "One row per segment of the audience files (MICROSEG_SEGMENTS_DIR)",
     "audience_conditions": "The segments' conditions, one typed row per node, read as data by SQL",
     "audience_sql": "The SQL compiled from the audience files, run by the segment models",
 }

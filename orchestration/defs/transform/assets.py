@@ -21,6 +21,7 @@ from dagster_dbt import (
 
 from orchestration.defs.layers import LAYERS, TABLE_NAME, layer_key, table_metadata
 from orchestration.defs.resources import WarehouseResource
+from orchestration.defs.segment_checks import SUMMARY_TABLE, segment_summary_metadata
 from orchestration.settings import DBT_PROJECT_DIR
 
 # dbt invocations, in order, by the layers (meta.layer) of the models each builds: a blocking
@@ -30,6 +31,9 @@ DBT_STEPS: list[tuple[str, tuple[str, ...]]] = [
     ("identity", ("identity", "privacy")),
     ("features", ("features", "models")),
 ]
+
+# Metadata beyond the row count for some tables, read once dbt has exited.
+TABLE_EXTRA_METADATA = {SUMMARY_TABLE: segment_summary_metadata}
 
 # Layers whose models read the person's events: they must not see an erased person again.
 AFTER_ERASURE_LAYERS = ("features", "models", "segments")
@@ -233,7 +237,14 @@ def _with_row_counts(
             for event in held:
                 key = context.asset_key_for_output(event.output_name)
                 table = context.assets_def.specs_by_key[key].metadata[TABLE_NAME]
-                yield event.with_metadata({**event.metadata, **table_metadata(con, table)})
+                extra = TABLE_EXTRA_METADATA.get(table)
+                yield event.with_metadata(
+                    {
+                        **event.metadata,
+                        **table_metadata(con, table),
+                        **(extra(con) if extra else {}),
+                    }
+                )
     if failure is not None:
         raise failure
 

@@ -1,0 +1,75 @@
+"""What the segment tables say after dbt builds them: sizes per segment (a plot each in the UI),
+and warnings for a segment that moved more than the tolerance or is too small to publish."""
+
+import dagster as dg
+import duckdb
+
+from orchestration.defs.layers import layer_key
+from orchestration.defs.resources import WarehouseResource
+
+SUMMARY_TABLE = "marts.segment_summary"
+SUMMARY_KEY = layer_key("segments", "segment_summary")
+
+
+def segment_summary_metadata(con: duckdb.DuckDBPyConnection) -> dict:
+    """A table of the segments' sizes and one number per segment, plotted across runs."""
+    rows = con.execute(
+        "select segment_id, purpose, eligible, members, holdout_members, excluded_no_consent, "
+        "published from marts.segment_summary order by segment_id"
+    ).fetchall()
+    columns = [
+        ("segment", "string"),
+        ("purpose", "string"),
+        ("eligible", "int"),
+        ("members", "int"),
+        ("holdout", "int"),
+        ("left_out_without_consent", "int"),
+        ("published", "bool"),
+    ]
+    return {
+        "segment_sizes": dg.MetadataValue.table(
+            records=[
+                dg.TableRecord(dict(zip([c for c, _ in columns], row, strict=True))) for row in rows
+            ],
+            schema=dg.TableSchema(columns=[dg.TableColumn(c, t) for c, t in columns]),
+        ),
+        **{f"members_{row[0]}": int(row[3]) for row in rows},
+    }
+
+
+@dg.asset_check(
+    asset=SUMMARY_KEY,
+    name="segment_size_drift",
+    blocking=False,
+    description=(
+        "Warns when a segment's size moved by more than MICROSEG_SEGMENT_SIZE_TOLERANCE (a "
+        "share, default 0.5) since the previous run, or when a segment is below its min_size "
+        "and so not published, exported or served. It never blocks: read the listed segments "
+        "in marts.segment_summary (entered, exited, size_change) and their definition's version; "
+        "a jump after a changed file or a data outage is expected, one without is worth a look."
+    ),
+)
+def segment_size_drift(warehouse: WarehouseResource):
+    tolerance = warehouse.segment_size_tolerance
+    with warehouse.connect() as con:
+        moved = con.execute(
+            "select segment_id, previous_members, members, size_change from "
+            "marts.segment_summary where abs(size_change) > ? order by segment_id",
+            [tolerance],
+        ).fetchall()
+        small = con.execute(
+            "select segment_id, members, min_size from marts.segment_summary "
+            "where not published order by segment_id"
+        ).fetchall()
+    findings = [
+        f"{s}: {p} -> {m} members ({c:+.0%}, tolerance {tolerance:.0%})" for s, p, m, c in moved
+    ] + [f"{s}: {m} members, below min_size {n}: not published" for s, m, n in small]
+    return dg.AssetCheckResult(
+        passed=not findings,
+        severity=dg.AssetCheckSeverity.WARN,
+        description="; ".join(findings)[:2000] or "every segment within tolerance and published",
+        metadata={"moved": len(moved), "not_published": len(small)},
+    )
+
+
+segment_checks = [segment_size_drift]
