@@ -72,4 +72,34 @@ def segment_size_drift(warehouse: WarehouseResource):
     )
 
 
-segment_checks = [segment_size_drift]
+@dg.asset_check(
+    asset=layer_key("segments", "segment_lift"),
+    name="holdout_power",
+    blocking=False,
+    description=(
+        "Warns for each published segment whose holdout is too small to detect a 10% lift in "
+        "conversion (alpha 0.05, power 0.8; marts.segment_lift.underpowered). It never blocks: "
+        "raise the segment's holdout_share, or wait for it to grow, before reading its lift; "
+        "holdout_needed_for_10pct says how many holdout members it would take."
+    ),
+)
+def holdout_power(warehouse: WarehouseResource):
+    with warehouse.connect() as con:
+        rows = con.execute(
+            "select segment_id, holdout, holdout_needed_for_10pct from marts.segment_lift "
+            "where underpowered order by segment_id"
+        ).fetchall()
+        total = con.execute("select count(*) from marts.segment_lift").fetchone()[0]
+    findings = [
+        f"{s}: holdout {h}, needs {n if n is not None else 'more outcomes to tell'}"
+        for s, h, n in rows
+    ]
+    return dg.AssetCheckResult(
+        passed=not rows,
+        severity=dg.AssetCheckSeverity.WARN,
+        description="; ".join(findings)[:2000] or f"all {total} segments can detect a 10% lift",
+        metadata={"underpowered": len(rows), "segments": total},
+    )
+
+
+segment_checks = [segment_size_drift, holdout_power]
