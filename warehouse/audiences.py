@@ -1154,6 +1154,12 @@ def compile_audiences(audiences: Audiences, catalog: dict[str, Attribute] | None
         flags.append(f"{test} as c{n}")
         flags.append(f"{observed} as v{n}")
     counted = [n.node_id for n in leaves if n.kind in ("event", "session")]
+    event_nodes = [
+        n
+        for seg in audiences.segments
+        for n in _walk(seg.where)
+        if n.kind in ("event", "session_event")
+    ]
     pivots = [f"sum(n) filter (where node_id = {n}) as n{n}" for n in counted]
     sql = [
         "with",
@@ -1162,7 +1168,7 @@ def compile_audiences(audiences: Audiences, catalog: dict[str, Attribute] | None
         "    select " + (",\n        ".join(params) if params else "1 as none_"),
         "    from conditions as c",
         "),",
-        _EVENT_SQL,
+        _event_sql(event_nodes),
         "counts as (",
         "    select person_id"
         + "".join(f",\n        {p}" for p in pivots)
@@ -1210,11 +1216,35 @@ def compile_audiences(audiences: Audiences, catalog: dict[str, Attribute] | None
     )
 
 
-# One pass over the events answers every event condition of every segment: the events join the
-# conditions on their type, the other filters are data of the condition row. Sessions: a session
-# (web session_id, or a POS transaction) qualifies when each of its event conditions holds in it.
-_EVENT_SQL = """\
-event_conditions as (
+# Event filters a condition may set: (condition column, SQL over the event row `e`).
+EVENT_FILTERS = {
+    "sku": "e.sku = c.sku",
+    "category": "e.category = c.category",
+    "channel": "e.channel = c.channel",
+    "device": "e.device = c.device",
+    "page_contains": "contains(lower(e.page), c.page_contains)",
+}
+
+
+def _event_sql(event_nodes: list[Node]) -> str:
+    """CTEs event_counts and session_counts (node_id, person_id, n).
+
+    One pass over the events answers every event condition of every segment: the events join
+    the conditions on their type, the other filters are data of the condition row; only the
+    filters some condition uses are written. A session (web session_id, or a store basket)
+    qualifies when each of its event conditions holds in it."""
+    used = {key for node in event_nodes for key in EVENT_FILTERS if node.params.get(key)}
+    has_events = any(n.kind == "event" for n in event_nodes)
+    has_sessions = any(n.kind == "session_event" for n in event_nodes)
+    filters = "".join(
+        f"\n        and (c.{key} is null or {EVENT_FILTERS[key]})" for key in sorted(used)
+    )
+    empty = (
+        "select cast(null as integer) as node_id, cast(null as varchar) as person_id, "
+        "cast(null as bigint) as n where false"
+    )
+    parts = [
+        """event_conditions as (
     select
         c.node_id,
         c.kind,
@@ -1225,8 +1255,6 @@ event_conditions as (
         c.page_contains,
         c.channel,
         c.device,
-        c.at_least,
-        c.at_most,
         case
             when c.within_days is not null
                 then cast(__AS_OF__ as timestamp) + interval 1 day - to_days(c.within_days)
@@ -1242,31 +1270,34 @@ event_conditions as (
         end as window_end
     from conditions as c
     where c.kind in ('event', 'session_event')
-),
-event_hits as (
-    select
-        c.node_id,
-        c.kind,
-        e.person_id,
-        e.session_id,
-        count(distinct e.event_key) as n
+),""",
+        f"""matched_events as (
+    select c.node_id, c.kind, e.person_id, e.session_id, e.event_key
     from __EVENTS__ as e
     inner join event_conditions as c on e.event_type = c.event_type
     where
         e.event_at < c.window_end
-        and (c.window_start is null or e.event_at >= c.window_start)
-        and (c.sku is null or e.sku = c.sku)
-        and (c.category is null or e.category = c.category)
-        and (c.channel is null or e.channel = c.channel)
-        and (c.device is null or e.device = c.device)
-        and (c.page_contains is null or contains(lower(e.page), c.page_contains))
-    group by c.node_id, c.kind, e.person_id, e.session_id
-),
-event_counts as (
-    select node_id, person_id, sum(n) as n
-    from event_hits
+        and (c.window_start is null or e.event_at >= c.window_start){filters}
+),""",
+    ]
+    if has_events:
+        parts.append(
+            """event_counts as (
+    select node_id, person_id, count(distinct event_key) as n
+    from matched_events
     where kind = 'event'
     group by node_id, person_id
+),"""
+        )
+    else:
+        parts.append(f"event_counts as ({empty}),")
+    if has_sessions:
+        parts.append(
+            """session_hits as (
+    select node_id, person_id, session_id, count(distinct event_key) as n
+    from matched_events
+    where kind = 'session_event' and session_id is not null
+    group by node_id, person_id, session_id
 ),
 session_rules as (
     select
@@ -1288,9 +1319,8 @@ session_checks as (
             where r.at_least > 0 and h.n >= r.at_least and h.n <= coalesce(r.at_most, h.n)
         ) as satisfied,
         count(*) filter (where h.n > coalesce(r.at_most, h.n)) as violated
-    from event_hits as h
+    from session_hits as h
     inner join session_rules as r on h.node_id = r.node_id
-    where h.kind = 'session_event' and h.session_id is not null
     group by r.parent_id, h.person_id, h.session_id
 ),
 session_counts as (
@@ -1299,6 +1329,10 @@ session_counts as (
     where satisfied = required and violated = 0
     group by node_id, person_id
 ),"""
+        )
+    else:
+        parts.append(f"session_counts as ({empty}),")
+    return "\n".join(parts)
 
 
 def render(sql: str, *, attributes: str, events: str, conditions: str, as_of: str) -> str:

@@ -121,7 +121,7 @@ def publish_snapshot(con: duckdb.DuckDBPyConnection, serving_path: str | Path) -
                 """
                 select table_name from information_schema.tables
                 where table_catalog = current_database() and table_schema = ?
-                  and table_type = 'BASE TABLE'
+                  and table_type in ('BASE TABLE', 'VIEW')
                 order by table_name
                 """,
                 [schema],
