@@ -639,3 +639,34 @@ segments:
     assert expected_sku and expected_session
     assert got.get("sku_viewers", set()) == expected_sku
     assert got.get("session_shoppers", set()) == expected_session
+
+
+def test_preview_and_explain_read_the_snapshot(pipeline, warehouse, capsys):
+    """`segments preview` gives, from the snapshot, the sizes the run built; `segments explain`
+    shows a member why, with the deciding values."""
+    from orchestration import segments_command
+    from orchestration.settings import load_settings
+
+    settings = load_settings(pipeline_env(pipeline["settings"].warehouse.parent, Path("unused")))
+    summary = {
+        r[0]: r[1:]
+        for r in warehouse.execute(
+            "select segment_id, eligible, eligible - excluded_no_consent, members, "
+            "holdout_members from marts.segment_summary"
+        ).fetchall()
+    }
+    assert segments_command.preview(settings, settings.segments_dir / "intent.yml") == 0
+    out = capsys.readouterr().out
+    for segment_id in ("cart_abandoners_30d", "high_intent_browsers", "email_engaged"):
+        eligible, consented, members, holdout = summary[segment_id]
+        assert f"{segment_id}: {eligible} meet the condition, {consented} after consent" in out, out
+        assert f"{members} after exclusive groups, {holdout} held out" in out
+    assert "unnest(list_filter(" in out  # the compiled SQL
+    person, segment_id = warehouse.execute(
+        "select person_id, segment_id from marts.segment_members "
+        "where segment_id = 'purchased_30d' order by rank limit 1"
+    ).fetchone()
+    assert segments_command.explain(settings, person) == 0
+    out = capsys.readouterr().out
+    assert f"{segment_id}: member" in out
+    assert "[yes] at least 1 purchase event(s) in the last 30 days  (value:" in out

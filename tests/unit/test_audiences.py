@@ -403,3 +403,29 @@ def test_values_never_reach_the_sql_text(tmp_path, catalog):
     compiled = compile_audiences(load_audiences(tmp_path, catalog, root=tmp_path), catalog)
     for sql in (compiled.matches_sql, compiled.leaves_sql):
         assert "drop table" not in sql and "SKU-'1" not in sql and "';--" not in sql
+
+
+def test_commands_refuse_an_invalid_folder_before_anything_runs(tmp_path, capsys, monkeypatch):
+    from orchestration.cli import main
+    from orchestration.runner import run_refresh
+    from orchestration.settings import load_settings
+
+    folder = tmp_path / "segments"
+    _write(folder, "segments:\n" + _segment("event: {type: purchase, within_day: 7}"))
+    env = {
+        "MICROSEG_SEGMENTS_DIR": str(folder),
+        "MICROSEG_WAREHOUSE": str(tmp_path / "warehouse.duckdb"),
+        "MICROSEG_HMAC_KEY": "k",
+        "DAGSTER_HOME": str(tmp_path / "dagster_home"),
+    }
+    for name, value in env.items():
+        monkeypatch.setenv(name, value)
+    assert main(["segments", "validate"]) == 1
+    err = capsys.readouterr().err
+    assert "segments/audience.yml:6: unknown key `within_day`" in err
+    assert run_refresh(load_settings(env)) == 2
+    assert "did you mean `within_days`?" in capsys.readouterr().err
+    assert not (tmp_path / "warehouse.duckdb").exists()  # nothing ran
+    (folder / "audience.yml").write_text("segments:\n" + _segment("event: {type: purchase}"))
+    assert main(["segments", "validate"]) == 0
+    assert "1 segment(s) in 1 file(s)" in capsys.readouterr().out
