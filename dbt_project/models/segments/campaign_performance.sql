@@ -102,7 +102,7 @@ first_purchases as (
     inner join purchase_days
         on
             cohort.person_id = purchase_days.person_id
-            and purchase_days.activity_date >= cohort.launched_on
+            and cohort.launched_on <= purchase_days.activity_date
     group by cohort.campaign_id, cohort.segment_id, cohort.person_id, cohort.is_holdout
 
 ),
@@ -120,7 +120,7 @@ buyers_by_day as (
         on
             campaigns.campaign_id = first_purchases.campaign_id
             and campaigns.segment_id = first_purchases.segment_id
-            and first_purchases.first_purchase_date <= campaigns.date
+            and campaigns.date >= first_purchases.first_purchase_date
     group by campaigns.campaign_id, campaigns.segment_id, campaigns.date
 
 ),

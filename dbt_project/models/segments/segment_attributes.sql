@@ -35,8 +35,8 @@ final as (
 
     select
         profiles.*,
-        features.* exclude (person_id, as_of),
-        scores.* exclude (person_id, as_of),
+        features.* exclude (person_id, as_of),  -- noqa: RF02
+        scores.* exclude (person_id, as_of),  -- noqa: RF02
         cast(
             date_part('year', age(
                 cast({{ as_of_date() }} as timestamp),
@@ -57,4 +57,4 @@ final as (
 
 )
 
-select * from final
+select * from final  -- noqa: AM04

@@ -53,7 +53,7 @@ final as (
         resolved.score,
         cast(row_number() over (
             partition by history.segment_id
-            order by resolved.sort_key desc nulls last, history.person_id
+            order by resolved.sort_key desc nulls last, history.person_id asc
         ) as integer) as rank,
         history.is_holdout,
         history.entered_on,

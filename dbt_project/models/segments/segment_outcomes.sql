@@ -33,7 +33,7 @@ per_person as (
     left join days
         on
             members.person_id = days.person_id
-            and days.activity_date > members.entered_on
+            and members.entered_on < days.activity_date
             and days.activity_date <= least(
                 {{ as_of_date() }},
                 members.entered_on + {{ var('lift_window_days') | int }}
