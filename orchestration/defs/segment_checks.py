@@ -50,25 +50,32 @@ def segment_summary_metadata(con: duckdb.DuckDBPyConnection) -> dict:
     ),
 )
 def segment_size_drift(warehouse: WarehouseResource):
-    tolerance = warehouse.segment_size_tolerance
     with warehouse.connect() as con:
-        moved = con.execute(
-            "select segment_id, previous_members, members, size_change from "
-            "marts.segment_summary where abs(size_change) > ? order by segment_id",
-            [tolerance],
-        ).fetchall()
-        small = con.execute(
-            "select segment_id, members, min_size from marts.segment_summary "
-            "where not published order by segment_id"
-        ).fetchall()
-    findings = [
-        f"{s}: {p} -> {m} members ({c:+.0%}, tolerance {tolerance:.0%})" for s, p, m, c in moved
-    ] + [f"{s}: {m} members, below min_size {n}: not published" for s, m, n in small]
+        moved, small = size_findings(con, warehouse.segment_size_tolerance)
+    findings = moved + small
     return dg.AssetCheckResult(
         passed=not findings,
         severity=dg.AssetCheckSeverity.WARN,
         description="; ".join(findings)[:2000] or "every segment within tolerance and published",
         metadata={"moved": len(moved), "not_published": len(small)},
+    )
+
+
+def size_findings(con: duckdb.DuckDBPyConnection, tolerance: float) -> tuple[list, list]:
+    """Segments whose size moved more than `tolerance` since the previous run, and segments
+    below their min_size, one line each."""
+    moved = con.execute(
+        "select segment_id, previous_members, members, size_change from "
+        "marts.segment_summary where abs(size_change) > ? order by segment_id",
+        [tolerance],
+    ).fetchall()
+    small = con.execute(
+        "select segment_id, members, min_size from marts.segment_summary "
+        "where not published order by segment_id"
+    ).fetchall()
+    return (
+        [f"{s}: {p} -> {m} members ({c:+.0%}, tolerance {tolerance:.0%})" for s, p, m, c in moved],
+        [f"{s}: {m} members, below min_size {n}: not published" for s, m, n in small],
     )
 
 

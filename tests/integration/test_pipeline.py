@@ -245,12 +245,21 @@ def test_access_requests_are_answered_once_and_audited(pipeline, warehouse):
         "where lower(request_type) = 'access'"
     ).fetchall()
     assert requests
+    explained = 0
     for request_id, subject_type, subject_id in requests:
         document = json.loads((settings.privacy_dir / "access" / f"{request_id}.json").read_text())
         assert document["request_id"] == request_id
         if subject_type == "email" and document["persons"]:
             emails = {p["profile"].get("email") for p in document["persons"]}
             assert subject_id.strip().lower() in emails
+        for person in document["persons"]:
+            # the logic of profiling: every segment's conditions for the person, and those they
+            # are a member of held
+            logic = {s["segment_id"]: s for s in person["segment_logic"]}
+            assert set(logic) == set(INDEPENDENT)
+            for membership in person["segments"]:
+                assert logic[membership["segment_id"]]["meets_condition"]
+            explained += 1
     audited = {
         s
         for (s,) in warehouse.execute(
@@ -258,6 +267,7 @@ def test_access_requests_are_answered_once_and_audited(pipeline, warehouse):
         ).fetchall()
     }
     assert audited == {r[0] for r in requests}
+    assert explained
     kinds = {k for (k,) in warehouse.execute("select distinct kind from audit.events").fetchall()}
     assert {"run", "export", "publish", "access_request"} <= kinds
     # each run is logged when it starts and when it ends, whatever its outcome

@@ -338,3 +338,16 @@ def test_age_and_urbanicity_come_from_birth_date_and_enrichment(runs):
         con, "select person_id from marts.segment_members where segment_id = 'urban_adults'"
     )
     assert urban_adults == {("p1",), ("p2",), ("p8",)}
+
+
+def test_size_drift_and_unpublished_segments_warn(runs):
+    from orchestration.defs.segment_checks import size_findings
+
+    moved, small = size_findings(runs["con"], 0.2)
+    assert moved == [
+        "active: 2 -> 4 members (+100%, tolerance 20%)",
+        "urban_adults: 2 -> 3 members (+50%, tolerance 20%)",
+        "vip: 4 -> 3 members (-25%, tolerance 20%)",
+    ]
+    assert small == ["tiny: 1 members, below min_size 3: not published"]
+    assert size_findings(runs["con"], 0.5)[0] == ["active: 2 -> 4 members (+100%, tolerance 50%)"]
