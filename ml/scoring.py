@@ -25,9 +25,12 @@ from ml._db import (
     table_columns,
 )
 from ml.clusters import fit_clusters
+from ml.clv import BGNBDParams, clv_scores, expected_transactions_new
 from ml.propensity import fit_propensity
 
 CLUSTER_FIT_ROWS = 100_000
+CLV_TIME_UNITS = {"days": 1.0, "weeks": 7.0}
+CLV_HORIZONS_DAYS = (90, 365)
 # Below this many persons one thread is faster: OpenMP start-up and spin-waits dominate.
 SINGLE_THREAD_BELOW = 50_000
 SCORE_BATCH_ROWS = 131_072
@@ -129,12 +132,108 @@ def data_fingerprint(con: duckdb.DuckDBPyConnection) -> str:
     """Order-free hash of the model inputs (features and training examples): equal inputs give
     the same model version, so a re-run on unchanged data can reuse it."""
     parts = []
-    for table in ("marts.customer_features", "ml.propensity_training_examples"):
+    for table in ("marts.customer_features", "ml.propensity_training_examples", "ml.clv_inputs"):
         schema, name = table.split(".")
         if table_columns(con, schema, name):
             row = con.execute(f"select count(*), bit_xor(hash(t)) from {table} t").fetchone()
             parts.append(f"{table}:{row[0]}:{row[1]}")
     return hashlib.sha1("|".join(parts).encode()).hexdigest()[:12]
+
+
+def lifetime_value(
+    con: duckdb.DuckDBPyConnection, consented: str, time_unit: str = "weeks"
+) -> tuple[pa.Table, dict, dict, list[str]]:
+    """BG/NBD and Gamma-Gamma (ml/clv.py) on ml.clv_inputs: per consented person, expected
+    transactions over 90 and 365 days, expected spend over 365 days and the probability of
+    being alive.
+
+    A person without a purchase in the calibration window (a prospect) is not a customer the
+    BG/NBD knows; their prior for a horizon h is the observed first-purchase rate times what a
+    first purchase brings: c_h * (1 + E[X(h / 2)]), where c_h = persons whose first purchase
+    fell in the last h days / (those + persons without any), and E[X(t)] is a new customer's
+    expected repeat purchases (the first purchase lands, on average, halfway through h). Their
+    spend is that times the population mean spend per purchase, and their probability alive 1
+    (the BG/NBD's value before any repeat purchase)."""
+    if time_unit not in CLV_TIME_UNITS:
+        raise ValueError(f"time_unit must be one of {sorted(CLV_TIME_UNITS)}, got {time_unit!r}")
+    unit = CLV_TIME_UNITS[time_unit]
+    params = {
+        "models": "BG/NBD (Fader, Hardie & Lee 2005) and Gamma-Gamma, ml/clv.py on scipy",
+        "time_unit": time_unit,
+        "horizons_days": list(CLV_HORIZONS_DAYS),
+        "transaction": "a purchase day (POS or web)",
+    }
+    names = ("expected_transactions_90d", "expected_transactions_365d", "expected_spend_365d")
+    if not table_columns(con, "ml", "clv_inputs"):
+        reason = "ml.clv_inputs is missing"
+        empty = pa.table({"person_id": pa.array([], pa.string())})
+        return empty, {"status": "skipped", "reason": reason}, params, [f"clv: {reason}"]
+    data = con.execute(
+        "select person_id, frequency, recency_days, age_days, monetary_value "
+        f"from ml.clv_inputs where {consented} order by person_id"
+    ).to_arrow_table()
+
+    def column(name: str) -> np.ndarray:
+        return data.column(name).to_numpy(zero_copy_only=False).astype(np.float64)
+
+    purchased = ~np.isnan(column("age_days"))
+    result = clv_scores(
+        column("frequency"),
+        column("recency_days") / unit,
+        column("age_days") / unit,
+        column("monetary_value"),
+        horizon_short=CLV_HORIZONS_DAYS[0] / unit,
+        horizon_long=CLV_HORIZONS_DAYS[1] / unit,
+        time_unit=time_unit,
+    )
+    scores = result.scores
+    age = column("age_days")
+    bg = result.metrics.get("bgnbd") or {}
+    if bg.get("status") == "trained" and (~purchased).any():
+        params_bg = BGNBDParams(bg["r"], bg["alpha"], bg["a"], bg["b"])
+        prospects = int((~purchased).sum())
+        spend = scores["expected_spend_per_transaction"]
+        mean_spend = float(np.nanmean(spend[~purchased])) if prospects else math.nan
+        for key, days in zip(
+            ("expected_transactions_short", "expected_transactions_long"),
+            CLV_HORIZONS_DAYS,
+            strict=True,
+        ):
+            first_buyers = int(np.sum(purchased & (age <= days)))
+            rate = first_buyers / (first_buyers + prospects)
+            prior = rate * (1.0 + float(expected_transactions_new(params_bg, days / unit / 2)))
+            scores[key] = np.where(purchased, scores[key], prior)
+            params[f"prospect_first_purchase_rate_{days}d"] = round(rate, 6)
+        scores["expected_spend_long"] = np.where(
+            purchased,
+            scores["expected_spend_long"],
+            scores["expected_transactions_long"] * mean_spend,
+        )
+    alive = np.where(purchased, scores["probability_alive"], 1.0)
+    alive = np.where(np.isnan(scores["expected_transactions_short"]), np.nan, alive)
+    columns = {
+        "person_id": data.column("person_id"),
+        names[0]: scores["expected_transactions_short"],
+        names[1]: scores["expected_transactions_long"],
+        names[2]: scores["expected_spend_long"],
+        "probability_alive": alive,
+    }
+    table = pa.table(
+        {
+            k: v if k == "person_id" else pa.array(v, type=pa.float64(), mask=np.isnan(v))
+            for k, v in columns.items()
+        }
+    )
+    metrics = {
+        **result.metrics,
+        "persons": int(len(purchased)),
+        "purchasers_in_window": int(purchased.sum()),
+        "cold_start_persons": int((~purchased).sum()),
+    }
+    warnings = []
+    if metrics.get("status") != "trained":
+        warnings.append(f"clv: {metrics.get('reason') or 'not trained'}; values left NULL")
+    return table, metrics, params, warnings
 
 
 def score_customers(
@@ -143,6 +242,7 @@ def score_customers(
     seed: int = 42,
     version: str | None = None,
     skip_known_versions: bool = False,
+    clv_time_unit: str = "weeks",
 ) -> dict:
     """Score every person in marts.customer_features; write marts.customer_scores (replace) and
     append ml.model_runs. The default version carries a fingerprint of the input data; with
@@ -210,6 +310,9 @@ def score_customers(
     del ids, cluster_ids, scores
 
     timings["predict"] = time.perf_counter() - started - sum(timings.values())
+    clv_table, clv_metrics, clv_params, clv_warnings = lifetime_value(con, consented, clv_time_unit)
+    warnings += clv_warnings
+    timings["lifetime_value"] = time.perf_counter() - started - sum(timings.values())
     has_rfm = all(c in columns for c in RFM_COLUMNS)
     if not has_rfm:
         warnings.append(f"rfm: customer_features lacks one of {RFM_COLUMNS}; RFM left NULL")
@@ -228,18 +331,40 @@ def score_customers(
             rfm.f as rfm_frequency_score,
             rfm.m as rfm_monetary_score,
             case when a.person_id is not null then {RFM_CELL_SQL} end as rfm_cell,
-            cast(null as double) as expected_transactions_90d,
-            cast(null as double) as expected_transactions_365d,
-            cast(null as double) as expected_spend_365d,
-            cast(null as double) as probability_alive
+            clv.expected_transactions_90d,
+            clv.expected_transactions_365d,
+            clv.expected_spend_365d,
+            clv.probability_alive
         from marts.customer_features as p
         left join _ml_arrow_input as a on a.person_id = p.person_id
         left join rfm on rfm.person_id = p.person_id
+        left join _ml_clv_input as clv on clv.person_id = p.person_id
         order by p.person_id
     """
+    if "expected_transactions_90d" not in clv_table.column_names:
+        clv_table = pa.table(
+            {
+                "person_id": pa.array([], pa.string()),
+                **{
+                    c: pa.array([], pa.float64())
+                    for c in (
+                        "expected_transactions_90d",
+                        "expected_transactions_365d",
+                        "expected_spend_365d",
+                        "probability_alive",
+                    )
+                },
+            }
+        )
     # r and f inside the CASE resolve to rfm's columns (the Arrow input has neither).
-    replace_table_from_arrow(con, "marts.customer_scores", results, select_sql, {"as_of": as_of})
-    del results
+    con.register("_ml_clv_input", clv_table)
+    try:
+        replace_table_from_arrow(
+            con, "marts.customer_scores", results, select_sql, {"as_of": as_of}
+        )
+    finally:
+        con.unregister("_ml_clv_input")
+    del results, clv_table
     timings["write_scores"] = time.perf_counter() - started - sum(timings.values())
 
     rfm_counts = dict(
@@ -261,6 +386,12 @@ def score_customers(
     for name, params, metrics, feats in (
         ("behavioural_clusters", clusters.params, clusters.metrics, features),
         ("purchase_propensity", propensity.params, propensity.metrics, propensity.features),
+        (
+            "customer_lifetime_value",
+            clv_params,
+            clv_metrics,
+            ["frequency", "recency_days", "age_days", "monetary_value"],
+        ),
     ):
         params_json, features_json = to_json(params), to_json(feats)
         run_version = version or (
@@ -280,6 +411,7 @@ def score_customers(
             "features": features,
             "clusters": clusters.metrics,
             "propensity": propensity.metrics,
+            "clv": clv_metrics,
             "rfm": {"cells": rfm_counts},
             "timings_s": {k: round(v, 2) for k, v in timings.items()},
             "model_runs_appended": appended,

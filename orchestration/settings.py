@@ -48,6 +48,13 @@ def _bool(env: dict[str, str], name: str, default: bool) -> bool:
     raise SettingsError(f"{name}={raw!r} is not a boolean (true/false)")
 
 
+def _choice(env: dict[str, str], name: str, default: str, allowed: tuple[str, ...]) -> str:
+    value = (env.get(name) or default).strip().lower()
+    if value not in allowed:
+        raise SettingsError(f"{name}={value!r} is not one of {', '.join(allowed)}")
+    return value
+
+
 def _int(env: dict[str, str], name: str, default: int, lo: int) -> int:
     raw = env.get(name)
     if not raw:
@@ -129,6 +136,7 @@ class Settings:
     min_segment_size: int = 50
     segments_dir: Path = REPO_ROOT / "segments"
     segment_size_tolerance: float = 0.5
+    clv_time_unit: str = "weeks"
     volume_tolerance: float = 0.5
     freshness_days: int = 3
     gx_sample_rows: int = 200_000
@@ -230,6 +238,7 @@ def load_settings(env: dict[str, str] | None = None) -> Settings:
         min_segment_size=_int(env, "MICROSEG_MIN_SEGMENT_SIZE", 50, 1),
         segments_dir=_path(env, "MICROSEG_SEGMENTS_DIR", "segments"),
         segment_size_tolerance=_float(env, "MICROSEG_SEGMENT_SIZE_TOLERANCE", 0.5, 0.0, 100.0),
+        clv_time_unit=_choice(env, "MICROSEG_CLV_TIME_UNIT", "weeks", ("days", "weeks")),
         volume_tolerance=_float(env, "MICROSEG_VOLUME_TOLERANCE", 0.5, 0.0, 10.0),
         freshness_days=_int(env, "MICROSEG_FRESHNESS_DAYS", 3, 0),
         gx_sample_rows=_int(env, "MICROSEG_GX_SAMPLE_ROWS", 200_000, 1000),

@@ -113,6 +113,7 @@ class WarehouseResource(dg.ConfigurableResource):
     min_segment_size: int = 50
     segments_dir: str = "segments"
     segment_size_tolerance: float = 0.5
+    clv_time_unit: str = "weeks"
     volume_tolerance: float = 0.5
     freshness_days: int = 3
     gx_sample_rows: int = 200_000
@@ -254,6 +255,7 @@ def build_resources(settings: Settings | None = None) -> dict:
             min_segment_size=settings.min_segment_size,
             segments_dir=str(settings.segments_dir),
             segment_size_tolerance=settings.segment_size_tolerance,
+            clv_time_unit=settings.clv_time_unit,
             volume_tolerance=settings.volume_tolerance,
             freshness_days=settings.freshness_days,
             gx_sample_rows=settings.gx_sample_rows,

@@ -680,3 +680,43 @@ def test_preview_and_explain_read_the_snapshot(pipeline, warehouse, capsys):
     out = capsys.readouterr().out
     assert f"{segment_id}: member" in out
     assert "[yes] at least 1 purchase event(s) in the last 30 days  (value:" in out
+
+
+def test_lifetime_value_is_filled_and_ranks_next_purchases(pipeline, warehouse):
+    """BG/NBD + Gamma-Gamma scores for every consented person (prospects get the documented
+    prior), ranking who buys in the 30 days after as_of better than chance."""
+    from sklearn.metrics import roc_auc_score
+
+    landing = pipeline["landing"]
+    missing = warehouse.execute(
+        "select count(*) from marts.customer_scores s join marts.customer_profiles p "
+        "using (person_id) where p.consent_analytics and (s.expected_transactions_90d is null "
+        "or s.expected_transactions_365d is null or s.expected_spend_365d is null "
+        "or s.probability_alive is null)"
+    ).fetchone()[0]
+    assert missing == 0
+    rows = warehouse.execute(
+        f"""
+        with truth as (
+            select * from read_csv('{landing}/_truth/identity.csv', all_varchar = true)
+        ),
+        persons as (
+            select * from read_csv('{landing}/_truth/persons.csv', all_varchar = true)
+        ),
+        mapped as (
+            select m.person_id, mode(t.true_person_id) as true_person_id
+            from marts.identity_map m join truth t using (source_system, source_key)
+            where m.person_id is not null
+            group by m.person_id
+        )
+        select s.expected_transactions_90d, lower(p.purchased_30d) in ('true', '1')
+        from marts.customer_scores s join mapped using (person_id)
+        join persons p using (true_person_id)
+        where s.expected_transactions_90d is not null
+        """
+    ).fetchall()
+    assert roc_auc_score([r[1] for r in rows], [r[0] for r in rows]) > 0.6
+    run = warehouse.execute(
+        "select status from ml.model_runs where model_name = 'customer_lifetime_value'"
+    ).fetchall()
+    assert run and run[-1][0] == "trained"

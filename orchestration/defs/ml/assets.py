@@ -88,7 +88,11 @@ def score_metadata(metrics: dict, persons: int) -> dict:
             **table_spec_kwargs("models", "customer_scores", "marts.customer_scores"),
             kinds={"scikitlearn", "duckdb"},
             description="Propensity, clusters and RFM cells per person as of the run date",
-            deps=[FEATURES_KEY, layer_key("models", "propensity_training_examples")],
+            deps=[
+                FEATURES_KEY,
+                layer_key("models", "propensity_training_examples"),
+                layer_key("models", "clv_inputs"),
+            ],
         ),
         dg.AssetSpec(
             **table_spec_kwargs("models", "model_runs", "ml.model_runs"),
@@ -102,7 +106,13 @@ def customer_scores(context: dg.AssetExecutionContext, warehouse: WarehouseResou
     with warehouse.connect() as con:
         as_of = warehouse.resolve_as_of(con)
         # Re-runs on unchanged inputs reuse the stored model rows (idempotent runs).
-        metrics = ml.score_customers(con, as_of, seed=warehouse.seed, skip_known_versions=True)
+        metrics = ml.score_customers(
+            con,
+            as_of,
+            seed=warehouse.seed,
+            skip_known_versions=True,
+            clv_time_unit=warehouse.clv_time_unit,
+        )
         scores_meta = table_metadata(con, "marts.customer_scores")
         runs_meta = table_metadata(con, "ml.model_runs")
     for warning in metrics.get("warnings", []):
