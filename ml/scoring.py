@@ -168,7 +168,7 @@ def lifetime_value(
         reason = "ml.clv_inputs is missing"
         empty = pa.table({"person_id": pa.array([], pa.string())})
         return empty, {"status": "skipped", "reason": reason}, params, [f"clv: {reason}"]
-    data = con.execute(
+    data = con.sql(
         "select person_id, frequency, recency_days, age_days, monetary_value "
         f"from ml.clv_inputs where {consented} order by person_id"
     ).to_arrow_table()
