@@ -92,7 +92,8 @@ select
     (['mobile', 'desktop', 'tablet', 'app'])[cast(1 + floor(random() * 4) as integer)]
         as device_type,
     'SKU-' || cast(10000 + floor(random() * 2000) as integer) as sku, 'garden' as product_category,
-    '/p/' || (i % 2000) as page_url, cast(20 as decimal(18, 2)) as revenue
+    '/p/' || (i % 2000) as page_url, cast(20 as decimal(18, 2)) as revenue,
+    'o' || (i // 3) as order_id
 from range($web_events) t(i);
 create table intermediate.int_pos_lines_attributed as
 select

@@ -97,14 +97,17 @@ def preview(settings: Settings, file: Path) -> int:
             r["segment_id"]: r
             for r in segment_rows(audiences, settings.min_segment_size, settings.holdout_share)
         }
+        # groups are resolved among every segment, as the run does; the file's are printed
         sizes = preview_segments(
             con,
             compiled.matches_sql,
             rel,
-            [rows[s.segment_id] for s in mine],
+            [rows[s.segment_id] for s in audiences.segments],
             profiles="snap.marts.customer_profiles",
             published_members="snap.marts.segment_members",
         )
+        by_id = {size["segment_id"]: size for size in sizes}
+        sizes = [by_id[s.segment_id] for s in mine]
         print(f"sizes on the serving snapshot as of {as_of}:")
         for seg, size in zip(mine, sizes, strict=True):
             print(

@@ -110,8 +110,9 @@ def preview_segments(
     published_members: str | None,
 ) -> list[dict]:
     """Sizes of the given segments (rows of segment_rows) on the relations: meeting the
-    condition, after consent to the purpose, after exclusive groups among these segments, in
-    the holdout (keyed hash, as for new entrants), and overlaps with each other and with the
+    condition, after consent to the purpose, after exclusive groups among these segments (those
+    too small to publish take nobody, as in the run's int_segment_memberships_resolved), in the
+    holdout (keyed hash, as for new entrants), and overlaps with each other and with the
     published segments."""
     con.execute(
         "create or replace temp table _preview_matches as "
@@ -156,12 +157,20 @@ def preview_segments(
             left join consents c
                 on c.person_id = m.person_id and c.consent_column = 'consent_' || s.purpose
         )
-        select *,
-            consented and (segment_group is null or row_number() over (
-                partition by segment_group, person_id, consented order by priority, segment_id
+        ,
+        sizable as (
+            select j.segment_id, count(*) filter (where j.consented) >= max(s.min_size) as ok
+            from judged j join _preview_segments s using (segment_id)
+            group by j.segment_id
+        )
+        select j.*,
+            j.consented and (j.segment_group is null or row_number() over (
+                partition by j.segment_group, j.person_id, j.consented
+                order by sizable.ok desc, j.priority, j.segment_id
             ) = 1) as member,
-            holdout_bucket(segment_id, person_id) < round(holdout_share * 10000) as in_holdout
-        from judged
+            holdout_bucket(j.segment_id, j.person_id) < round(j.holdout_share * 10000)
+                as in_holdout
+        from judged j join sizable using (segment_id)
         """
     )
     sizes = {
@@ -204,7 +213,7 @@ def preview_segments(
     )
     result = []
     for seg in segments:
-        row = dict(sizes[seg["segment_id"]])
+        row = {"segment_id": seg["segment_id"], **sizes[seg["segment_id"]]}
         row["publishable"] = row["members"] >= row["min_size"]
         row["overlaps"] = [
             {"segment_id": o["other_segment_id"], "overlap": o["overlap"]}

@@ -218,7 +218,7 @@ def _kind_of(data_type: str) -> str | None:
 def attribute_catalog(models_dir: Path = DBT_MODELS) -> dict[str, Attribute]:
     """Every attribute a condition or `rank_by` may name: the documented, typed columns of the
     person-level tables (minus direct identifiers and keys) and of marts.segment_attributes."""
-    from warehouse.publish import DIRECT_IDENTIFIER_COLUMNS
+    from warehouse.publish import DIRECT_IDENTIFIER_COLUMNS, SOURCE_KEY_COLUMNS
 
     tables = (*ATTRIBUTE_TABLES, "segment_attributes")
     found: dict[str, Attribute] = {}
@@ -237,6 +237,7 @@ def attribute_catalog(models_dir: Path = DBT_MODELS) -> dict[str, Attribute]:
                     kind is None
                     or name in NOT_ATTRIBUTES
                     or name in DIRECT_IDENTIFIER_COLUMNS
+                    or name in SOURCE_KEY_COLUMNS
                     or name.startswith("consent_")
                 ):
                     continue
@@ -553,10 +554,15 @@ class _Checker:
             except ValueError:
                 self.problem(line, f"`{name}` is a date (YYYY-MM-DD); {value!r} is not one")
                 return None
-        if isinstance(value, bool) or not isinstance(value, str | int | float):
-            self.problem(line, f"`{name}` is text; {value!r} is not")
+        if not isinstance(value, str):
+            # YAML reads 02134 as a number (octal), NO as false: quoting keeps what was written
+            self.problem(
+                line,
+                f"`{name}` is text; {value!r} is not (YAML read it as a "
+                f'{type(value).__name__}): quote it, e.g. "{value}"',
+            )
             return None
-        text = str(value).strip().lower()
+        text = value.strip().lower()
         vocabulary = VOCABULARIES.get(name)
         if vocabulary is not None and text not in vocabulary:
             self.problem(
@@ -751,12 +757,14 @@ class _Checker:
 
 
 def _audience_files(folder: Path) -> list[Path]:
-    if not folder.is_dir():
-        return []
+    """The audience files under the folder; names (of files or of folders on the way) starting
+    with `.` or `_` are drafts and archives, skipped."""
     return sorted(
         p
         for p in folder.rglob("*")
-        if p.suffix in (".yml", ".yaml") and p.is_file() and not p.name.startswith((".", "_"))
+        if p.suffix in (".yml", ".yaml")
+        and p.is_file()
+        and not any(part.startswith((".", "_")) for part in p.relative_to(folder).parts)
     )
 
 
@@ -872,6 +880,11 @@ def load_audiences(
     outside it), validated together; raises AudienceError."""
     catalog = attribute_catalog() if catalog is None else catalog
     folder = Path(folder)
+    if not folder.is_dir():
+        # a mistyped setting must not empty every segment (and its exports) without a word
+        raise AudienceError(
+            [Problem(str(folder), 0, "no such folder (MICROSEG_SEGMENTS_DIR): no audience files")]
+        )
     segments: list[Segment] = []
     problems: list[Problem] = []
     files = _audience_files(folder)
@@ -1165,7 +1178,8 @@ def compile_audiences(audiences: Audiences, catalog: dict[str, Attribute] | None
         "with",
         "conditions as (select * from __CONDITIONS__),",
         "prm as (",
-        "    select " + (",\n        ".join(params) if params else "1 as none_"),
+        # an aggregate: one row even without conditions (count(*) when there is no parameter)
+        "    select " + (",\n        ".join(params) if params else "count(*) as none_"),
         "    from conditions as c",
         "),",
         _event_sql(event_nodes),

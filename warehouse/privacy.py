@@ -149,6 +149,8 @@ def _segment_logic(con: duckdb.DuckDBPyConnection, person_id: str) -> list[dict[
         )
     except duckdb.CatalogException:
         return []  # no segments built yet
+    except duckdb.Error as exc:  # said in the response, never a failed request
+        return [{"segment_id": None, "error": f"segment logic unavailable: {exc}"}]
 
 
 def _person_report(con: duckdb.DuckDBPyConnection, person_id: str) -> dict[str, Any]:

@@ -58,6 +58,9 @@ SOURCE_KEY_COLUMNS = frozenset(
         "right_node",
         "subject_node",
         "identifier_node",
+        # marts.segment_events: a web event id, order or POS transaction; a web session id
+        "event_key",
+        "session_id",
     }
 )
 

@@ -424,9 +424,16 @@ _EVENTS = """
         select cast(max(as_of) + 1 as timestamp) as e from marts.segment_attributes
     ),
     web as (
-        select distinct on (w.event_id) m.person_id, 'w' || w.event_id as k,
+        select distinct on (w.event_id) m.person_id,
+            -- a web order counts once however many purchase events carry it
+            case
+                when lower(trim(w.event_type)) = 'purchase'
+                    and nullif(trim(w.order_id), '') is not null
+                    then 'o' || trim(w.order_id)
+                else 'w' || w.event_id
+            end as k,
             lower(trim(w.event_type)) as t, lower(trim(w.device_type)) as dev,
-            trim(w.session_id) as sess, w.event_at as ts
+            trim(w.session_id) as sess, w.event_at as ts, trim(w.sku) as sku
         from raw.web as w
         join marts.identity_map as m on m.source_system = 'web' and m.source_key = w.anonymous_id
         cross join bounds
@@ -435,7 +442,7 @@ _EVENTS = """
     pos as (
         select distinct m.person_id, 'p' || p.transaction_id as k,
             case when p.is_return then 'return' else 'purchase' end as t, null as dev,
-            'p' || p.transaction_id as sess, p.transacted_at as ts
+            'p' || p.transaction_id as sess, p.transacted_at as ts, trim(p.sku) as sku
         from raw.pos as p
         join marts.identity_map as m
             on m.source_system = 'pos' and m.source_key = p.transaction_id
@@ -481,17 +488,9 @@ INDEPENDENT = {
     "high_intent_browsers": f"select person_id from ({_n('product_view', 30)}) where n >= 3 "
     f"except select person_id from ({_n('purchase', 30)})",
     "product_viewers_no_purchase_7d": "select person_id from ("
-    + _n("product_view", 7).replace(
-        "group by",
-        "and k in (select 'w' || event_id from raw.web where trim(sku) = 'SKU-10000') group by",
-    )
+    + _n("product_view", 7, "and sku = 'SKU-10000'")
     + ") where n >= 3 except select person_id from ("
-    + _n("purchase", 7).replace(
-        "group by",
-        "and k in (select 'w' || event_id from raw.web "
-        "where trim(sku) = 'SKU-10000' union all select 'p' || transaction_id from raw.pos "
-        "where trim(sku) = 'SKU-10000') group by",
-    )
+    + _n("purchase", 7, "and sku = 'SKU-10000'")
     + ")",
     "engaged_session_shoppers": """
         select distinct person_id from ev
@@ -572,9 +571,9 @@ def test_sku_and_session_conditions_on_generated_data(pipeline, tmp_path):
     sku = con.execute(
         _EVENTS
         + """
-        select w.sku from ev join raw.web w on ev.k = 'w' || w.event_id
-        where ev.t = 'product_view' and ev.ts >= ev.e - interval 7 day
-        group by w.sku order by count(*) desc, w.sku limit 1
+        select sku from ev
+        where t = 'product_view' and ts >= e - interval 7 day and sku is not null
+        group by sku order by count(*) desc, sku limit 1
         """
     ).fetchone()[0]
     (tmp_path / "variants.yml").write_text(
@@ -617,20 +616,13 @@ segments:
         + ")"
     ).fetchall():
         got.setdefault(seg, set()).add(person)
-    sku_sql = f"select 'w' || event_id from raw.web where trim(sku) = '{sku}'"
+    only_sku = f"and sku = '{sku}'"
     expected_sku = {
         r[0]
         for r in con.execute(
             _EVENTS
-            + "select person_id from ("
-            + _n("product_view", 7).replace("group by", f"and k in ({sku_sql}) group by")
-            + ") where n >= 1 except select person_id from ("
-            + _n("purchase", 7).replace(
-                "group by",
-                f"and k in ({sku_sql} union all select 'p' || transaction_id from raw.pos "
-                f"where trim(sku) = '{sku}') group by",
-            )
-            + ")"
+            + f"select person_id from ({_n('product_view', 7, only_sku)}) "
+            + f"except select person_id from ({_n('purchase', 7, only_sku)})"
         ).fetchall()
     }
     expected_session = {

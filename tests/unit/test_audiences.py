@@ -85,6 +85,16 @@ ERRORS = [
         ["operator `lt` does not apply to `top_category_365d`, a text attribute"],
     ),
     (
+        "attribute: postcode\nin: [02134]",
+        7,
+        ["`postcode` is text; 1116 is not (YAML read it as a int): quote it"],
+    ),
+    (
+        "attribute: country\neq: NO",
+        7,
+        ["`country` is text; False is not (YAML read it as a bool): quote it"],
+    ),
+    (
         "attribute: is_known\neq: 1",
         7,
         ["`is_known` is true or false; 1 is not"],
@@ -229,6 +239,17 @@ def test_cycles_duplicates_and_group_priorities_are_refused(tmp_path, catalog):
     assert "segments form a cycle: a -> b -> c -> a" in problems
     assert "segment id `a` is already defined at" in problems
     assert "segments `d` and `e` of group `g` share priority 1" in problems
+
+
+def test_a_missing_folder_is_an_error_and_drafts_are_skipped(tmp_path, catalog):
+    with pytest.raises(AudienceError, match="no such folder"):
+        load_audiences(tmp_path / "nowhere", catalog)
+    _write(tmp_path / "live", "segments:\n" + _segment("event: {type: purchase}"))
+    _write(tmp_path / "live" / "_drafts", "segments:\n" + _segment("oops: 1"))
+    _write(tmp_path / "live", "segments:\n" + _segment("oops: 1"), name=".wip.yml")
+    audiences = load_audiences(tmp_path / "live", catalog, root=tmp_path)
+    assert [s.segment_id for s in audiences.segments] == ["s"]
+    assert audiences.files == ["live/audience.yml"]
 
 
 def test_yaml_errors_name_their_line(tmp_path, catalog):

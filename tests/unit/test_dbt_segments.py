@@ -26,6 +26,8 @@ SELECTION = [
     "segment_definitions",
     "int_segment_matches_evaluated",
     "int_segment_memberships_resolved",
+    "segment_runs",
+    "int_segment_memberships_historized",
     "segment_membership_history",
     "segment_members",
     "segment_summary",
@@ -127,6 +129,7 @@ def _seed(con: duckdb.DuckDBPyConnection, recency: dict[str, int | None], extra:
         "create or replace table intermediate.int_web_events_attributed (person_id varchar, "
         "event_id varchar, event_at timestamp, event_type varchar, session_id varchar, "
         "device_type varchar, sku varchar, product_category varchar, page_url varchar, "
+        "order_id varchar, "
         "revenue decimal(18, 2))"
     )
     con.execute(
@@ -229,6 +232,26 @@ def test_exclusive_groups_consent_and_minimum_size(runs):
     assert not {p for s, p in members_1 if s == "tiny"}
 
 
+def test_a_segment_too_small_to_publish_is_served_nowhere(runs):
+    con = runs["con"]
+    for table in ("segment_members", "segment_membership_history"):
+        rows = con.execute(f"select count(*) from marts.{table} where segment_id = 'tiny'")
+        assert rows.fetchone()[0] == 0, table
+    # kept internally (spells continue), and flagged
+    assert con.execute(
+        "select count(*), bool_or(published) from intermediate.int_segment_memberships_historized "
+        "where segment_id = 'tiny'"
+    ).fetchone() == (2, False)
+    kpi = con.execute(
+        "select members, buyers, revenue from marts.segment_kpis where segment_id = 'tiny'"
+    ).fetchall()
+    assert kpi == [(1, None, None), (1, None, None)]
+    profile = con.execute(
+        "select mean_monetary_365d from marts.segment_summary where segment_id = 'tiny'"
+    ).fetchone()
+    assert profile == (None,)
+
+
 def test_summary_counts_and_reasons(runs):
     con = runs["con"]
     row = con.execute(
@@ -306,7 +329,7 @@ def test_kpis_overlap_and_outcomes(runs):
         "from marts.segment_kpis where segment_id = 'vip' and as_of = ?",
         [DAY2],
     ).fetchone()
-    # p1 bought twice for 30.00 on day 2; 2 of 4 previous members left
+    # of day 1's four members, p1 bought twice for 30.00 on day 2; 2 of the 4 left
     assert kpi[:3] == (3, 1, 2)
     assert float(kpi[3]) == 30.0 and float(kpi[4]) == 15.0 and kpi[5] == 0.5
     assert _set(con, "select count(distinct as_of) from marts.segment_kpis") == {(2,)}
@@ -319,7 +342,7 @@ def test_kpis_overlap_and_outcomes(runs):
         "select sum(persons), sum(converters) from marts.segment_outcomes "
         "where segment_id = 'active'"
     ).fetchone()
-    # active members (p2, p4, p5, p6) who bought after entering: p4 (entered day 1, bought day 2)
+    # spells of active (p4, p5 from day 1; p2, p6 from day 2) that bought after entering: p4
     assert outcomes == (4, 1)
 
 

@@ -2,8 +2,10 @@
 {#
     The members of each segment as of the run: persons meeting its condition who consented to
     its purpose, then, within an exclusive group, only the segment of highest priority (lowest
-    number, then segment_id) each person qualifies for. Also the persons left out and why
-    (`left_out`: no_consent, group), for the summary.
+    number, then segment_id) each person qualifies for among the segments large enough to
+    publish (at least min_size consented persons): a segment too small to publish takes nobody
+    from the others of its group. Also the persons left out and why (`left_out`: no_consent,
+    group), for the summary.
 #}
 with
 
@@ -52,18 +54,30 @@ judged as (
 
 ),
 
+consented_sizes as (
+
+    select
+        judged.segment_id,
+        count(*) filter (where judged.consented) >= max(definitions.min_size) as can_publish
+    from judged
+    inner join definitions on judged.segment_id = definitions.segment_id
+    group by judged.segment_id
+
+),
+
 ranked as (
 
     select
-        *,
+        judged.*,
         case
-            when segment_group is null or not consented then 1
+            when judged.segment_group is null or not judged.consented then 1
             else row_number() over (
-                partition by segment_group, person_id, consented
-                order by priority, segment_id
+                partition by judged.segment_group, judged.person_id, judged.consented
+                order by consented_sizes.can_publish desc, judged.priority, judged.segment_id
             )
         end as group_rank
     from judged
+    inner join consented_sizes on judged.segment_id = consented_sizes.segment_id
 
 ),
 

@@ -3,11 +3,12 @@
     Every attributed event a segment condition can ask about, one row per web event or POS line
     up to the end of the as_of day: in-store lines are `purchase` (or `return`) events of channel
     `store` whose session is their transaction; web events keep their type, device and session,
-    with channel `app` (device app), `email` (email opens and clicks) or `web`. `event_key` counts
-    a transaction once however many of its lines match; a transaction's key and session are its
-    rank among the run's transaction ids, never the id (a source key). Pages keep only their
-    path: a query string may carry an email address or a token. A view: the segment query reads
-    only the columns and event types it needs, and the serving snapshot gets it as a table.
+    with channel `app` (device app), `email` (email opens and clicks) or `web`. `event_key` is
+    what a condition counts once: a POS transaction however many of its lines match, a web order
+    however many purchase events carry it, else the web event. Pages lose their query string
+    and fragment (they may carry an email address or a token). A view: the segment query reads
+    only the columns and event types it needs; the serving snapshot gets it as a table with
+    event_key and session_id keyed (warehouse/publish.py SOURCE_KEY_COLUMNS), as source keys.
 #}
 with
 
@@ -27,7 +28,10 @@ web as (
 
     select
         person_id,
-        event_id as event_key,
+        case
+            when event_type = 'purchase' and order_id is not null then 'order:' || order_id
+            else event_id
+        end as event_key,
         event_at,
         event_type,
         case
@@ -49,22 +53,17 @@ store as (
 
     select
         person_id,
-        'pos:' || basket as event_key,
+        'pos:' || transaction_id as event_key,
         transacted_at as event_at,
         case when is_return then 'return' else 'purchase' end as event_type,
         'store' as channel,
         cast(null as varchar) as device,
-        'pos:' || basket as session_id,
+        'pos:' || transaction_id as session_id,
         sku,
         product_category as category,
         cast(null as varchar) as page,
         line_amount as amount
-    from (
-        select
-            *,
-            dense_rank() over (order by transaction_id) as basket
-        from pos_lines
-    ) as numbered
+    from pos_lines
 
 ),
 

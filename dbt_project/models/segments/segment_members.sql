@@ -8,8 +8,8 @@ with
 
 history as (
 
-    select * from {{ ref('segment_membership_history') }}
-    where as_of = {{ as_of_date() }}
+    select * from {{ ref('int_segment_memberships_historized') }}
+    where as_of = {{ as_of_date() }} and published
 
 ),
 
@@ -17,31 +17,6 @@ resolved as (
 
     select * from {{ ref('int_segment_memberships_resolved') }}
     where left_out is null
-
-),
-
-definitions as (
-
-    select * from {{ ref('segment_definitions') }}
-
-),
-
-sizes as (
-
-    select
-        segment_id,
-        count(*) as members
-    from history
-    group by segment_id
-
-),
-
-published as (
-
-    select definitions.segment_id
-    from definitions
-    inner join sizes on definitions.segment_id = sizes.segment_id
-    where sizes.members >= definitions.min_size
 
 ),
 
@@ -59,7 +34,6 @@ final as (
         history.entered_on,
         history.as_of
     from history
-    inner join published on history.segment_id = published.segment_id
     inner join resolved
         on
             history.segment_id = resolved.segment_id

@@ -1,16 +1,25 @@
 {#
     What members and holdout members of each segment did after they entered it, for the lift
-    statistics (marts.segment_lift): per segment and arm, persons, converters (a purchase in
-    any channel after the entry day, within var lift_window_days of it and up to as_of), and
-    the sum and sum of squares of their revenue in that window (sufficient statistics of a
-    Welch test). Members who entered today have had no time to convert and count as not
-    converted in both arms alike.
+    statistics (marts.segment_lift): every spell that started while the segment was published,
+    whether or not the person is still a member (a buyer often leaves a "has not bought"
+    segment: counting current members only would hide the conversions). Per segment and arm:
+    spells, converters (a purchase in any channel after the entry day, within var
+    lift_window_days of it and up to as_of), and the sum and sum of squares of their revenue in
+    that window (sufficient statistics of a Welch test). Spells that started today have had no
+    time to convert and count as not converted in both arms alike.
 #}
 with
 
 members as (
 
-    select * from {{ ref('segment_members') }}
+    -- one row per spell: its entry run, where the segment was published
+    select
+        segment_id,
+        person_id,
+        entered_on,
+        is_holdout
+    from {{ ref('int_segment_memberships_historized') }}
+    where as_of = entered_on and published
 
 ),
 
@@ -38,7 +47,7 @@ per_person as (
                 {{ as_of_date() }},
                 members.entered_on + {{ var('lift_window_days') | int }}
             )
-    group by members.segment_id, members.person_id, members.is_holdout
+    group by members.segment_id, members.person_id, members.entered_on, members.is_holdout
 
 ),
 

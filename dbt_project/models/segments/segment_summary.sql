@@ -21,7 +21,14 @@ resolved as (
 
 history as (
 
-    select * from {{ ref('segment_membership_history') }}
+    select * from {{ ref('int_segment_memberships_historized') }}
+
+),
+
+previous_run as (
+
+    select max(as_of) as as_of from {{ ref('segment_runs') }}
+    where as_of < {{ as_of_date() }}
 
 ),
 
@@ -55,17 +62,6 @@ judged as (
 
 ),
 
-previous_dates as (
-
-    select
-        segment_id,
-        max(as_of) as previous_as_of
-    from history
-    where as_of < {{ as_of_date() }}
-    group by segment_id
-
-),
-
 current_members as (
 
     select * from history
@@ -77,10 +73,7 @@ previous_members as (
 
     select history.*
     from history
-    inner join previous_dates
-        on
-            history.segment_id = previous_dates.segment_id
-            and history.as_of = previous_dates.previous_as_of
+    inner join previous_run on history.as_of = previous_run.as_of
 
 ),
 
@@ -140,8 +133,11 @@ final as (
         definitions.min_size,
         coalesce(member_stats.members, 0) < definitions.min_size as below_min_size,
         coalesce(member_stats.members, 0) >= definitions.min_size as published,
-        previous_dates.previous_as_of,
-        previous_stats.previous_members,
+        previous_run.as_of as previous_as_of,
+        case
+            when previous_run.as_of is not null
+                then coalesce(previous_stats.previous_members, 0)
+        end as previous_members,
         coalesce(member_stats.entered, 0) as entered,
         coalesce(previous_stats.exited, 0) as exited,
         round(
@@ -149,16 +145,32 @@ final as (
             / nullif(previous_stats.previous_members, 0),
             6
         ) as size_change,
-        member_stats.mean_recency_days,
-        member_stats.mean_frequency_365d,
-        member_stats.mean_monetary_365d,
-        member_stats.mean_web_events_30d,
-        member_stats.mean_propensity_30d
+        -- the profile of a segment too small to publish could describe a handful of persons
+        case
+            when coalesce(member_stats.members, 0) >= definitions.min_size
+                then member_stats.mean_recency_days
+        end as mean_recency_days,
+        case
+            when coalesce(member_stats.members, 0) >= definitions.min_size
+                then member_stats.mean_frequency_365d
+        end as mean_frequency_365d,
+        case
+            when coalesce(member_stats.members, 0) >= definitions.min_size
+                then member_stats.mean_monetary_365d
+        end as mean_monetary_365d,
+        case
+            when coalesce(member_stats.members, 0) >= definitions.min_size
+                then member_stats.mean_web_events_30d
+        end as mean_web_events_30d,
+        case
+            when coalesce(member_stats.members, 0) >= definitions.min_size
+                then member_stats.mean_propensity_30d
+        end as mean_propensity_30d
     from definitions
     cross join persons
     left join judged on definitions.segment_id = judged.segment_id
     left join member_stats on definitions.segment_id = member_stats.segment_id
-    left join previous_dates on definitions.segment_id = previous_dates.segment_id
+    cross join previous_run
     left join previous_stats on definitions.segment_id = previous_stats.segment_id
 
 )

@@ -20,6 +20,7 @@ PUBLISHED_DEPS = [
     layer_key("segments", "segment_membership_history"),
     layer_key("segments", "segment_summary"),
     layer_key("segments", "segment_attributes"),
+    layer_key("segments", "segment_runs"),
     layer_key("segments", "segment_events"),
     layer_key("segments", "segment_kpis"),
     layer_key("segments", "segment_overlap"),

@@ -223,12 +223,9 @@ def _with_row_counts(
     try:
         for event in events:
             if isinstance(event, dg.Output):
-                spec = context.assets_def.specs_by_key[
-                    context.asset_key_for_output(event.output_name)
-                ]
-                if spec.metadata.get("dagster-dbt/materialization_type") != "view":
-                    held.append(event)
-                    continue
+                # views wait too: outputs go out in dbt's order, a view after the tables it reads
+                held.append(event)
+                continue
             yield event
     except Exception as exc:  # re-raised once the built tables are reported
         failure = exc
@@ -236,7 +233,11 @@ def _with_row_counts(
         with warehouse.connect() as con:
             for event in held:
                 key = context.asset_key_for_output(event.output_name)
-                table = context.assets_def.specs_by_key[key].metadata[TABLE_NAME]
+                spec = context.assets_def.specs_by_key[key]
+                if spec.metadata.get("dagster-dbt/materialization_type") == "view":
+                    yield event
+                    continue
+                table = spec.metadata[TABLE_NAME]
                 extra = TABLE_EXTRA_METADATA.get(table)
                 yield event.with_metadata(
                     {
