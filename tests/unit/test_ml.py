@@ -107,10 +107,17 @@ def test_model_runs_rows_hold_metrics_json(scored):
     rows = con.execute(
         "select model_name, metrics, features, params, as_of from ml.model_runs order by 1"
     ).fetchall()
-    assert [r[0] for r in rows] == ["behavioural_clusters", "purchase_propensity"]
-    propensity = json.loads(rows[1][1])
+    assert [r[0] for r in rows] == [
+        "behavioural_clusters",
+        "customer_lifetime_value",
+        "purchase_propensity",
+    ]
+    propensity = json.loads(rows[2][1])
     assert propensity["roc_auc"] == metrics["propensity"]["roc_auc"]
-    assert "recency_days" in json.loads(rows[1][2])
+    assert "recency_days" in json.loads(rows[2][2])
+    # these inputs have no ml.clv_inputs: the lifetime-value model says why it did not train
+    clv = json.loads(rows[1][1])
+    assert (clv["status"], clv["reason"]) == ("skipped", "ml.clv_inputs is missing")
     assert json.loads(rows[0][1])["k"] == metrics["clusters"]["k"]
     assert all(r[4] == AS_OF for r in rows)
 
@@ -121,9 +128,10 @@ def test_propensity_near_chance_when_label_is_noise():
     metrics = score_customers(con, AS_OF, seed=42)
     assert metrics["propensity"]["status"] == "trained"
     assert metrics["propensity"]["roc_auc"] < 0.6
-    # Appending: a second run adds rows rather than replacing.
+    # Appending: a second run adds rows (one per model: clusters, propensity, lifetime value)
+    # rather than replacing.
     score_customers(con, AS_OF, seed=42)
-    assert con.execute("select count(*) from ml.model_runs").fetchall()[0][0] == 4
+    assert con.execute("select count(*) from ml.model_runs").fetchall()[0][0] == 6
 
 
 def test_untrainable_propensity_warns_and_writes_null():
