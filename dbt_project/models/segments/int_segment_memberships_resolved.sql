@@ -73,7 +73,8 @@ ranked as (
             when judged.segment_group is null or not judged.consented then 1
             else row_number() over (
                 partition by judged.segment_group, judged.person_id, judged.consented
-                order by consented_sizes.can_publish desc, judged.priority, judged.segment_id
+                order by
+                    consented_sizes.can_publish desc, judged.priority asc, judged.segment_id asc
             )
         end as group_rank
     from judged

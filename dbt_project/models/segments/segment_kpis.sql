@@ -30,10 +30,15 @@ history as (
 cohort as (
 
     -- the previous run's members, or this run's on a first run
-    select history.segment_id, history.person_id
+    select
+        history.segment_id,
+        history.person_id
     from history
     where history.as_of = coalesce(
-        (select max(as_of) from {{ ref('segment_runs') }} where as_of < {{ as_of_date() }}),
+        (
+            select max(runs.as_of) from {{ ref('segment_runs') }} as runs
+            where runs.as_of < {{ as_of_date() }}
+        ),
         {{ as_of_date() }}
     )
 

@@ -114,6 +114,15 @@ previous_stats as (
 
 ),
 
+served_profiles as (
+
+    select member_stats.*
+    from member_stats
+    inner join definitions on member_stats.segment_id = definitions.segment_id
+    where member_stats.members >= definitions.min_size
+
+),
+
 final as (
 
     select
@@ -146,30 +155,16 @@ final as (
             6
         ) as size_change,
         -- the profile of a segment too small to publish could describe a handful of persons
-        case
-            when coalesce(member_stats.members, 0) >= definitions.min_size
-                then member_stats.mean_recency_days
-        end as mean_recency_days,
-        case
-            when coalesce(member_stats.members, 0) >= definitions.min_size
-                then member_stats.mean_frequency_365d
-        end as mean_frequency_365d,
-        case
-            when coalesce(member_stats.members, 0) >= definitions.min_size
-                then member_stats.mean_monetary_365d
-        end as mean_monetary_365d,
-        case
-            when coalesce(member_stats.members, 0) >= definitions.min_size
-                then member_stats.mean_web_events_30d
-        end as mean_web_events_30d,
-        case
-            when coalesce(member_stats.members, 0) >= definitions.min_size
-                then member_stats.mean_propensity_30d
-        end as mean_propensity_30d
+        served_profiles.mean_recency_days,
+        served_profiles.mean_frequency_365d,
+        served_profiles.mean_monetary_365d,
+        served_profiles.mean_web_events_30d,
+        served_profiles.mean_propensity_30d
     from definitions
     cross join persons
     left join judged on definitions.segment_id = judged.segment_id
     left join member_stats on definitions.segment_id = member_stats.segment_id
+    left join served_profiles on definitions.segment_id = served_profiles.segment_id
     cross join previous_run
     left join previous_stats on definitions.segment_id = previous_stats.segment_id
 
