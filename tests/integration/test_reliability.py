@@ -47,7 +47,9 @@ REPO = Path(__file__).resolve().parents[2]
 MICROSEG = str(Path(sys.executable).parent / "microseg")
 RUN_TIMEOUT_S = 300
 # Columns that carry the time a row was written; a crashed-and-resumed run rewrites them.
-TIME_COLUMNS = {"_loaded_at", "quarantined_at", "loaded_at", "trained_at"}
+# When and by which run a row was written: differs between runs that converge on the same data
+# (a file the killed run did not reach is loaded by the next one).
+TIME_COLUMNS = {"_loaded_at", "quarantined_at", "loaded_at", "trained_at", "run_id"}
 HASHED_SCHEMAS = ("raw", "staging", "intermediate", "identity", "marts", "ml")
 HMAC_KEY = "reliability-test-key"
 

@@ -37,8 +37,12 @@ per_person as (
         count(*) - 1 as frequency,
         date_diff('day', min(first_purchase_date), max(activity_date)) as recency_days,
         date_diff('day', min(first_purchase_date), {{ as_of_date() }}) + 1 as age_days,
-        avg(revenue) filter (
-            where activity_date > first_purchase_date and revenue > 0
+        -- rounded: a parallel average of doubles differs in its last bits from run to run
+        round(
+            avg(revenue) filter (
+                where activity_date > first_purchase_date and revenue > 0
+            ),
+            6
         ) as monetary_value
     from purchase_days
     group by person_id
