@@ -34,6 +34,8 @@ MODELS = [
     "segment_definitions",
     "int_segment_matches_evaluated",
     "int_segment_memberships_resolved",
+    "segment_runs",
+    "int_segment_memberships_historized",
     "segment_membership_history",
     "segment_members",
     "segment_summary",
