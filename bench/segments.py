@@ -27,22 +27,8 @@ from warehouse.audiences import compile_audiences, load_audiences, write_audienc
 REPO = Path(__file__).resolve().parent.parent
 PROJECT = REPO / "dbt_project"
 HMAC_KEY = "bench-key"
-MODELS = [
-    "stg_enrichment__postcodes",
-    "segment_events",
-    "segment_attributes",
-    "segment_definitions",
-    "int_segment_matches_evaluated",
-    "int_segment_memberships_resolved",
-    "segment_runs",
-    "int_segment_memberships_historized",
-    "segment_membership_history",
-    "segment_members",
-    "segment_summary",
-    "segment_kpis",
-    "segment_overlap",
-    "segment_outcomes",
-]
+# the segment layer (its campaign model needs the campaigns staging) and the enrichment view
+MODELS = ["stg_enrichment__postcodes", "path:models/segments", "--exclude", "campaign_performance"]
 
 SEED_SQL = """
 select setseed(0.42);

@@ -19,21 +19,12 @@ REPO = Path(__file__).resolve().parents[2]
 PROJECT = REPO / "dbt_project"
 HMAC_KEY = "segments-key-3"
 DAY1, DAY2 = "2026-06-30", "2026-07-01"
+# the segment layer (its campaign model needs the campaigns staging) and the enrichment view
 SELECTION = [
     "stg_enrichment__postcodes",
-    "segment_events",
-    "segment_attributes",
-    "segment_definitions",
-    "int_segment_matches_evaluated",
-    "int_segment_memberships_resolved",
-    "segment_runs",
-    "int_segment_memberships_historized",
-    "segment_membership_history",
-    "segment_members",
-    "segment_summary",
-    "segment_kpis",
-    "segment_overlap",
-    "segment_outcomes",
+    "path:models/segments",
+    "--exclude",
+    "campaign_performance",
 ]
 
 AUDIENCES = """\
