@@ -15,10 +15,9 @@ from pathlib import Path
 import duckdb
 import pytest
 
+from tests.dbt_build import dbt_build
 from warehouse.connection import configure_connection
 
-REPO = Path(__file__).resolve().parents[2]
-PROJECT = REPO / "dbt_project"
 HMAC_KEY = "test-key"
 AS_OF = "2026-06-30"
 
@@ -275,33 +274,10 @@ def _seed(path: Path) -> None:
 
 @pytest.fixture(scope="module")
 def warehouse(tmp_path_factory: pytest.TempPathFactory) -> Iterator[duckdb.DuckDBPyConnection]:
-    from dbt.cli.main import dbtRunner
-
     tmp = tmp_path_factory.mktemp("dbt_features")
     path = tmp / "warehouse.duckdb"
     _seed(path)
-    with pytest.MonkeyPatch.context() as mp:
-        mp.setenv("MICROSEG_WAREHOUSE", str(path))
-        mp.setenv("MICROSEG_HMAC_KEY", HMAC_KEY)
-        mp.setenv("MICROSEG_REPO_ROOT", str(REPO))
-        mp.setenv("DBT_SEND_ANONYMOUS_USAGE_STATS", "false")
-        result = dbtRunner().invoke(
-            [
-                "build",
-                "--project-dir", str(PROJECT),
-                "--profiles-dir", str(PROJECT),
-                "--target-path", str(tmp / "target"),
-                "--log-path", str(tmp / "logs"),
-                "--vars", f"{{as_of: '{AS_OF}'}}",
-                "--select", *SELECTION,
-            ]
-        )  # fmt: skip
-    failures = [
-        (r.node.name, str(r.status), r.message)
-        for r in (result.result or [])
-        if str(r.status) not in ("success", "pass")
-    ]
-    assert result.success, (result.exception, failures)
+    dbt_build(tmp, path, HMAC_KEY, AS_OF, SELECTION)
     # dbt-duckdb keeps its own handle open in this process: connect with the same configuration.
     con = duckdb.connect(str(path))
     configure_connection(con, HMAC_KEY.encode())  # the staging views compute keyed hashes

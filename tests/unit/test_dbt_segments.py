@@ -12,11 +12,10 @@ from pathlib import Path
 import duckdb
 import pytest
 
+from tests.dbt_build import dbt_build
 from warehouse.audiences import compile_audiences, load_audiences, write_audience_tables
 from warehouse.connection import configure_connection
 
-REPO = Path(__file__).resolve().parents[2]
-PROJECT = REPO / "dbt_project"
 HMAC_KEY = "segments-key-3"
 DAY1, DAY2 = "2026-06-30", "2026-07-01"
 # the segment layer (its campaign model needs the campaigns staging) and the enrichment view
@@ -147,30 +146,7 @@ def _audiences(con: duckdb.DuckDBPyConnection, folder: Path, share: float) -> No
 
 
 def _build(tmp: Path, path: Path, as_of: str) -> None:
-    from dbt.cli.main import dbtRunner
-
-    with pytest.MonkeyPatch.context() as mp:
-        mp.setenv("MICROSEG_WAREHOUSE", str(path))
-        mp.setenv("MICROSEG_HMAC_KEY", HMAC_KEY)
-        mp.setenv("MICROSEG_REPO_ROOT", str(REPO))
-        mp.setenv("DBT_SEND_ANONYMOUS_USAGE_STATS", "false")
-        result = dbtRunner().invoke(
-            [
-                "build",
-                "--project-dir", str(PROJECT),
-                "--profiles-dir", str(PROJECT),
-                "--target-path", str(tmp / "target"),
-                "--log-path", str(tmp / "logs"),
-                "--vars", f"{{as_of: '{as_of}'}}",
-                "--select", *SELECTION,
-            ]
-        )  # fmt: skip
-    failures = [
-        (r.node.name, str(r.status), r.message)
-        for r in (result.result or [])
-        if str(r.status) not in ("success", "pass")
-    ]
-    assert result.success, (result.exception, failures)
+    dbt_build(tmp, path, HMAC_KEY, as_of, SELECTION)
 
 
 def _bucket(segment_id: str, person_id: str) -> int:
