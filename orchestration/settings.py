@@ -137,6 +137,12 @@ class Settings:
     segments_dir: Path = REPO_ROOT / "segments"
     segment_size_tolerance: float = 0.5
     clv_time_unit: str = "weeks"
+    propensity_min_auc: float = 0.6
+    cluster_min_events: int = 5
+    lookalike_seed: str = ""
+    model_dir: Path = Path("data/models")
+    # model name -> registered version to score with instead of training
+    model_versions: dict[str, str] = field(default_factory=dict)
     volume_tolerance: float = 0.5
     freshness_days: int = 3
     gx_sample_rows: int = 200_000
@@ -208,6 +214,20 @@ def _dotenv(path: Path) -> dict[str, str]:
     return values
 
 
+def _model_versions(env: dict[str, str]) -> dict[str, str]:
+    """MICROSEG_MODEL_VERSIONS=name=version,name=version: score with these registered versions."""
+    raw = env.get("MICROSEG_MODEL_VERSIONS") or ""
+    pins: dict[str, str] = {}
+    for item in (v.strip() for v in raw.split(",")):
+        if not item:
+            continue
+        name, sep, version = item.partition("=")
+        if not sep or not name.strip() or not version.strip():
+            raise SettingsError(f"MICROSEG_MODEL_VERSIONS: {item!r} is not model_name=version")
+        pins[name.strip()] = version.strip()
+    return pins
+
+
 def load_settings(env: dict[str, str] | None = None) -> Settings:
     """Settings from `env`, or from the process environment over a `.env` file in the cwd."""
     if env is None:
@@ -239,6 +259,11 @@ def load_settings(env: dict[str, str] | None = None) -> Settings:
         segments_dir=_path(env, "MICROSEG_SEGMENTS_DIR", "segments"),
         segment_size_tolerance=_float(env, "MICROSEG_SEGMENT_SIZE_TOLERANCE", 0.5, 0.0, 100.0),
         clv_time_unit=_choice(env, "MICROSEG_CLV_TIME_UNIT", "weeks", ("days", "weeks")),
+        propensity_min_auc=_float(env, "MICROSEG_PROPENSITY_MIN_AUC", 0.6, 0.0, 1.0),
+        cluster_min_events=_int(env, "MICROSEG_CLUSTER_MIN_EVENTS", 5, 0),
+        lookalike_seed=(env.get("MICROSEG_LOOKALIKE_SEED") or "").strip(),
+        model_dir=_path(env, "MICROSEG_MODEL_DIR", "data/models"),
+        model_versions=_model_versions(env),
         volume_tolerance=_float(env, "MICROSEG_VOLUME_TOLERANCE", 0.5, 0.0, 10.0),
         freshness_days=_int(env, "MICROSEG_FRESHNESS_DAYS", 3, 0),
         gx_sample_rows=_int(env, "MICROSEG_GX_SAMPLE_ROWS", 200_000, 1000),
