@@ -60,6 +60,12 @@ select
     (['champions', 'at_risk', 'hibernating', 'lost', 'no_purchase'])[
         cast(1 + floor(random() * 5) as integer)] as rfm_cell
 from range($persons) t(i);
+create table marts.lookalike_scores as
+select
+    'p' || i as person_id, 'bench' as seed_segment, random() as lookalike_score,
+    cast(i as double) / $persons as lookalike_rank_pct, false as is_lookalike_seed,
+    cast(null as date) as as_of
+from range($persons) t(i);
 create table raw.enrichment as
 select
     'US' as country, lpad(cast(10000 + i as varchar), 5, '0') as postcode,

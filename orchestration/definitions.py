@@ -9,6 +9,7 @@ from orchestration.defs.identity.assets import identity_assets, identity_checks
 from orchestration.defs.ingest.assets import ingest_assets
 from orchestration.defs.layers import TABLE_NAME, table_keys, with_layer_owners_and_tags
 from orchestration.defs.ml.assets import ml_assets
+from orchestration.defs.ml.lookalike_assets import lookalike_assets, lookalike_checks
 from orchestration.defs.privacy.assets import privacy_assets
 from orchestration.defs.publish.assets import serving_snapshot
 from orchestration.defs.publish.exports import activation_exports, exports_consented
@@ -30,6 +31,7 @@ def build_definitions(settings: Settings | None = None) -> dg.Definitions:
         *ingest_assets,
         *identity_assets,
         *ml_assets,
+        *lookalike_assets,
         activation_exports,
         *privacy_assets,
         serving_snapshot,
@@ -57,6 +59,7 @@ def build_definitions(settings: Settings | None = None) -> dg.Definitions:
             *identity_checks,
             exports_consented,
             *segment_checks,
+            *lookalike_checks,
         ],
         jobs=[refresh_job],
         schedules=schedules,

@@ -513,6 +513,14 @@ INDEPENDENT = {
         intersect select person_id from ({_n("add_to_cart", 14, "and dev = 'desktop'")})
         except select person_id from ({_n("purchase", 14)})
     """,
+    **{
+        f"lookalike_{pct}pct": "select person_id from marts.lookalike_scores "
+        f"where lookalike_rank_pct < {pct / 100} and not is_lookalike_seed"
+        for pct in (1, 2, 5, 10)
+    },
+    "lookalike_champions": "select person_id from marts.lookalike_scores "
+    "where lookalike_rank_pct < 0.05 and not is_lookalike_seed "
+    "except select person_id from marts.customer_scores where rfm_cell = 'champions'",
 }
 
 

@@ -105,6 +105,10 @@ def _seed(con: duckdb.DuckDBPyConnection, recency: dict[str, int | None], extra:
         [[p, i / 10] for i, p in enumerate(persons)],
     )
     con.execute(
+        "create or replace table marts.lookalike_scores (person_id varchar, seed_segment varchar, "
+        "lookalike_score double, lookalike_rank_pct double, is_lookalike_seed boolean, as_of date)"
+    )
+    con.execute(
         "create or replace table raw.enrichment (country varchar, postcode varchar, "
         "urbanicity varchar, median_household_income double, population_density double, "
         "provider varchar, _file varchar, _row_number bigint, _loaded_at timestamp, "
