@@ -38,5 +38,9 @@
         'share_mobile', 'share_desktop', 'share_tablet', 'share_app',
         'online_share_365d', 'n_categories_365d', 'top_category_365d',
         'home_city', 'home_region', 'home_country', 'home_postcode',
+        'exposure_days', 'purchase_rate_30d', 'purchase_rate_90d', 'purchase_rate_365d',
+        'purchase_trend_30d', 'purchase_trend_90d', 'mean_purchase_gap_days', 'recency_gap_ratio',
+        'days_since_last_product_view', 'days_since_last_cart_add',
+        'days_since_last_checkout_start', 'session_rate_365d', 'session_trend_30d',
     ]) }}
 {%- endmacro %}

@@ -1,7 +1,8 @@
 {#
     Customer features per person and cutoff date (as_of and every training cutoff), from the daily
     aggregates: only activity on or before the cutoff day counts. Windows of N days are the N days
-    ending with the cutoff day.
+    ending with the cutoff day. Rates divide by the days the person was observed (exposure_days):
+    a person seen for 20 days with 2 purchases buys more often than one seen all year with 2.
 #}
 with
 
@@ -35,6 +36,14 @@ cutoffs as (
 
 ),
 
+event_data_start as (
+
+    -- nothing before the first day of event data was observed, for anyone
+    select min(activity_date) as first_event_date
+    from customer_days
+
+),
+
 spine as (
 
     select
@@ -59,7 +68,10 @@ old_history as (
         person_id,
         min(activity_date) as first_activity_date,
         max(case when purchases > 0 then activity_date end) as last_purchase_date,
-        max(case when web_events > 0 then activity_date end) as last_visit_date
+        max(case when web_events > 0 then activity_date end) as last_visit_date,
+        max(case when product_views > 0 then activity_date end) as last_product_view_date,
+        max(case when cart_adds > 0 then activity_date end) as last_cart_add_date,
+        max(case when checkout_starts > 0 then activity_date end) as last_checkout_start_date
     from customer_days
     where activity_date <= cast({{ history_start }} as date)
     group by person_id
@@ -89,6 +101,15 @@ activity as (
         min(activity_date) as first_activity_date,
         max(case when purchases > 0 then activity_date end) as last_purchase_date,
         max(case when web_events > 0 then activity_date end) as last_visit_date,
+        max(case when product_views > 0 then activity_date end) as last_product_view_date,
+        max(case when cart_adds > 0 then activity_date end) as last_cart_add_date,
+        max(case when checkout_starts > 0 then activity_date end) as last_checkout_start_date,
+        min(
+            case when purchases > 0 and days_before_cutoff < 365 then activity_date end
+        ) as first_purchase_date_365d,
+        {{ sum_last_days('case when purchases > 0 then 1 else 0 end', 365) }}
+            as purchase_days_365d,
+        {{ sum_last_days('sessions_started', 365) }} as sessions_365d,
         {{ sum_last_days('purchases', 365) }} as frequency_365d,
         {{ sum_last_days('pos_net_amount', 365) }} as pos_net_amount_365d,
         {{ sum_last_days('web_revenue', 365) }} as web_revenue_365d,
@@ -217,11 +238,21 @@ combined as (
         spine.person_id,
         spine.cutoff_date,
         spine.profile_first_seen_date,
+        event_data_start.first_event_date,
         coalesce(old_history.first_activity_date, activity.first_activity_date)
             as first_activity_date,
         coalesce(activity.last_purchase_date, old_history.last_purchase_date)
             as last_purchase_date,
         coalesce(activity.last_visit_date, old_history.last_visit_date) as last_visit_date,
+        coalesce(activity.last_product_view_date, old_history.last_product_view_date)
+            as last_product_view_date,
+        coalesce(activity.last_cart_add_date, old_history.last_cart_add_date)
+            as last_cart_add_date,
+        coalesce(activity.last_checkout_start_date, old_history.last_checkout_start_date)
+            as last_checkout_start_date,
+        activity.first_purchase_date_365d,
+        coalesce(activity.purchase_days_365d, 0) as purchase_days_365d,
+        coalesce(activity.sessions_365d, 0) as sessions_365d,
         coalesce(activity.frequency_365d, 0) as frequency_365d,
         coalesce(activity.pos_net_amount_365d, 0) as pos_net_amount_365d,
         coalesce(activity.web_revenue_365d, 0) as web_revenue_365d,
@@ -262,6 +293,7 @@ combined as (
         web_geos.geo_country,
         web_geos.geo_postcode
     from spine
+    cross join event_data_start
     left join activity
         on spine.person_id = activity.person_id and spine.cutoff_date = activity.cutoff_date
     left join old_history
@@ -286,6 +318,55 @@ first_seen as (
             else coalesce(combined.profile_first_seen_date, combined.first_activity_date)
         end as first_seen_date
     from combined
+
+),
+
+exposed as (
+
+    -- days observed in the 365-day window: from the latest of first seen, the first day of event
+    -- data and the window's first day, to the cutoff day (both days included)
+    select
+        first_seen.*,
+        case
+            when
+                first_seen.first_seen_date is not null
+                and first_seen.first_event_date <= first_seen.cutoff_date
+                then {{ dbt.datediff(
+                    'greatest(first_seen.first_seen_date, first_seen.first_event_date, '
+                    ~ 'cast(' ~ dbt.dateadd('day', -364, 'first_seen.cutoff_date') ~ ' as date))',
+                    'first_seen.cutoff_date',
+                    'day'
+                ) }} + 1
+        end as exposure_days,
+        case
+            when first_seen.purchase_days_365d >= 2
+                then cast(
+                    {{ dbt.datediff(
+                        'first_seen.first_purchase_date_365d',
+                        'first_seen.last_purchase_date',
+                        'day'
+                    ) }} as double
+                ) / (first_seen.purchase_days_365d - 1)
+        end as mean_purchase_gap_days
+    from first_seen
+
+),
+
+rates as (
+
+    select
+        exposed.*,
+        cast(exposed.frequency_365d as double)
+        / nullif(exposed.exposure_days, 0) as purchase_rate_365d,
+        cast(exposed.purchases_90d as double)
+        / nullif(least(exposed.exposure_days, 90), 0) as purchase_rate_90d,
+        cast(exposed.purchases_30d as double)
+        / nullif(least(exposed.exposure_days, 30), 0) as purchase_rate_30d,
+        cast(exposed.sessions_365d as double)
+        / nullif(exposed.exposure_days, 0) as session_rate_365d,
+        cast(exposed.sessions_30d as double)
+        / nullif(least(exposed.exposure_days, 30), 0) as session_rate_30d
+    from exposed
 
 ),
 
@@ -355,8 +436,39 @@ final as (
         cast(case when home_source = 'profile' then country else geo_country end as varchar)
             as home_country,
         cast(case when home_source = 'profile' then postcode else geo_postcode end as varchar)
-            as home_postcode
-    from first_seen
+            as home_postcode,
+        cast(exposure_days as bigint) as exposure_days,
+        purchase_rate_30d,
+        purchase_rate_90d,
+        purchase_rate_365d,
+        -- a trend compares a recent window with a longer observed one: none when they coincide
+        case
+            when frequency_365d > 0 and exposure_days > 30
+                then purchase_rate_30d / purchase_rate_365d
+        end as purchase_trend_30d,
+        case
+            when frequency_365d > 0 and exposure_days > 90
+                then purchase_rate_90d / purchase_rate_365d
+        end as purchase_trend_90d,
+        mean_purchase_gap_days,
+        cast(
+            {{ dbt.datediff('last_purchase_date', 'cutoff_date', 'day') }} as double
+        ) / mean_purchase_gap_days as recency_gap_ratio,
+        cast(
+            {{ dbt.datediff('last_product_view_date', 'cutoff_date', 'day') }} as bigint
+        ) as days_since_last_product_view,
+        cast(
+            {{ dbt.datediff('last_cart_add_date', 'cutoff_date', 'day') }} as bigint
+        ) as days_since_last_cart_add,
+        cast(
+            {{ dbt.datediff('last_checkout_start_date', 'cutoff_date', 'day') }} as bigint
+        ) as days_since_last_checkout_start,
+        session_rate_365d,
+        case
+            when sessions_365d > 0 and exposure_days > 30
+                then session_rate_30d / session_rate_365d
+        end as session_trend_30d
+    from rates
 
 )
 
