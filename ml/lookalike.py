@@ -131,7 +131,14 @@ def choose_seed(
     name = default_seed_name(share)
     if DEFAULT_SEED_COLUMN not in table_columns(con, "marts", "customer_scores"):
         _empty_seed(con)
-        return Seed(name, "default", 0, None, warnings, "marts.customer_scores has no values")
+        return Seed(
+            name,
+            "default",
+            0,
+            None,
+            warnings,
+            f"marts.customer_scores has no {DEFAULT_SEED_COLUMN}",
+        )
     con.execute(
         f"""
         create or replace temp table {SEED_TABLE} as
@@ -148,7 +155,7 @@ def choose_seed(
         {"share": share},
     )
     size = con.execute(f"select count(*) from {SEED_TABLE}").fetchall()[0][0]
-    reason = None if size else f"no analytics-consented person has a {DEFAULT_SEED_COLUMN}"
+    reason = None if size else f"no analytics-consented person has a value of {DEFAULT_SEED_COLUMN}"
     return Seed(name, "default", int(size), None, warnings, reason)
 
 
