@@ -1,6 +1,11 @@
 """`ml.model_runs`: one row per model run, shared by every model (matching, clusters, propensity,
 identity evaluation).
 
+Each trained run's model object is saved as an artifact (joblib) under the model folder,
+`<model_dir>/<model_name>/<version>.joblib`, and its path is stored with the run: a later run can
+score with a pinned version (`load_artifact`) and the clusters keep their ids by matching the
+previous run's centroids (`latest_artifact`).
+
 A run is `trained`, `fallback` (earlier or starting parameters used, the data could not train)
 or `skipped` (nothing computed); anything but `trained` carries its `reason`. Rows are append-only;
 a (model_name, version) already stored is not appended again when asked, so a re-run on the same
@@ -12,9 +17,11 @@ from __future__ import annotations
 import json
 from collections.abc import Sequence
 from datetime import UTC, date, datetime
+from pathlib import Path
 from typing import Any
 
 import duckdb
+import joblib
 
 TABLE = "ml.model_runs"
 TRAINED, FALLBACK, SKIPPED = "trained", "fallback", "skipped"
@@ -29,11 +36,12 @@ COLUMNS = (
     "features",
     "status",
     "reason",
+    "artifact",
 )
 _DDL = (
     "create table if not exists ml.model_runs (model_name varchar, version varchar, "
     "as_of date, trained_at timestamp, params varchar, metrics varchar, features varchar, "
-    "status varchar, reason varchar)"
+    "status varchar, reason varchar, artifact varchar)"
 )
 
 
@@ -49,6 +57,8 @@ def ensure_model_runs(con: duckdb.DuckDBPyConnection) -> None:
             "where table_schema = 'ml' and table_name = 'model_runs'"
         ).fetchall()
     }
+    if "artifact" not in present:
+        con.execute("alter table ml.model_runs add column if not exists artifact varchar")
     if {"status", "reason"} <= present:
         return
     con.execute("alter table ml.model_runs add column if not exists status varchar")
@@ -84,6 +94,7 @@ def run_row(
     metrics: dict[str, Any] | str,
     features: Sequence[str] | str,
     trained_at: datetime | None = None,
+    artifact: str | Path | None = None,
 ) -> tuple:
     """One row in column order; status and reason come from `metrics` (default `trained`)."""
     parsed = json.loads(metrics) if isinstance(metrics, str) else metrics
@@ -103,6 +114,7 @@ def run_row(
         features if isinstance(features, str) else json.dumps(list(features)),
         status,
         reason,
+        str(artifact) if artifact else None,
     )
 
 
@@ -148,3 +160,71 @@ def latest_trained(
         [model_name, metric_key, metric_value],
     ).fetchall()
     return (row[0][0], row[0][1]) if row else None
+
+
+class ArtifactError(RuntimeError):
+    """A pinned or previous model version whose artifact cannot be loaded."""
+
+
+def artifact_path(model_dir: str | Path, model_name: str, version: str) -> Path:
+    return Path(model_dir) / model_name / f"{version}.joblib"
+
+
+def save_artifact(model_dir: str | Path, model_name: str, version: str, model: Any) -> Path:
+    """Write the model object (kept if that version is already saved: versions are immutable)."""
+    path = artifact_path(model_dir, model_name, version)
+    if not path.exists():
+        path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = path.with_suffix(".tmp")
+        joblib.dump(model, tmp, compress=3)
+        tmp.replace(path)
+    return path
+
+
+def load_artifact(con: duckdb.DuckDBPyConnection, model_name: str, version: str) -> Any:
+    """The model object of a registered trained version; ArtifactError naming the version and
+    what is missing otherwise."""
+    ensure_model_runs(con)
+    row = con.execute(
+        "select artifact, status from ml.model_runs where model_name = ? and version = ? "
+        "order by trained_at desc limit 1",
+        [model_name, version],
+    ).fetchall()
+    if not row:
+        known = [
+            v
+            for (v,) in con.execute(
+                "select version from ml.model_runs where model_name = ? and status = 'trained' "
+                "and artifact is not null order by trained_at desc limit 5",
+                [model_name],
+            ).fetchall()
+        ]
+        raise ArtifactError(
+            f"{model_name} version {version!r} is not registered in ml.model_runs "
+            f"(latest trained versions: {known or 'none'})"
+        )
+    path, status = row[0]
+    if status != TRAINED or not path:
+        raise ArtifactError(f"{model_name} version {version!r} was {status}: no model to load")
+    if not Path(path).exists():
+        raise ArtifactError(f"{model_name} version {version!r}: artifact {path} is missing")
+    return joblib.load(path)
+
+
+def latest_artifact(
+    con: duckdb.DuckDBPyConnection, model_name: str, before: str | None = None
+) -> tuple[str, Any] | None:
+    """(version, model) of the latest trained run of `model_name` with a loadable artifact
+    (other than version `before`), or None."""
+    ensure_model_runs(con)
+    rows = con.execute(
+        "select version, artifact from ml.model_runs where model_name = ? and status = 'trained' "
+        "and artifact is not null and version is distinct from ? order by trained_at desc limit 1",
+        [model_name, before],
+    ).fetchall()
+    if not rows or not Path(rows[0][1]).exists():
+        return None
+    try:
+        return rows[0][0], joblib.load(rows[0][1])
+    except Exception:  # noqa: BLE001 (an unreadable old artifact means no previous model)
+        return None

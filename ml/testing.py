@@ -1,5 +1,6 @@
 """Synthetic ml inputs with planted structure, for tests and benchmarks (not the data generator of
-`synthetic/`): marts.customer_profiles, marts.customer_features, ml.propensity_training_examples."""
+`synthetic/`): marts.customer_profiles, marts.customer_features, ml.cluster_features,
+ml.propensity_training_examples."""
 
 from __future__ import annotations
 
@@ -102,6 +103,51 @@ def _features(group: np.ndarray, rng: np.random.Generator, n_groups: int) -> dic
     return out
 
 
+# ml.cluster_features: rates and amounts (log-normal around a group mean) and shares (logistic).
+CLUSTER_RATE_FEATURES = (
+    "purchase_days_per_30d",
+    "sessions_per_30d",
+    "lines_per_basket",
+    "revenue_per_order",
+    "recent_purchase_ratio",
+    "exposure_days",
+    "product_views_per_session",
+    "cart_adds_per_session",
+)
+CLUSTER_SHARE_FEATURES = ("store_order_share",)
+DEVICE_SHARES = (
+    "mobile_event_share",
+    "desktop_event_share",
+    "tablet_event_share",
+    "app_event_share",
+)
+# Share of persons with too little activity (under 5 events) to be placed in a cluster.
+LOW_ACTIVITY_SHARE = 0.1
+
+
+def _cluster_features(
+    group: np.ndarray, rng: np.random.Generator, n_groups: int
+) -> dict[str, np.ndarray]:
+    structure = np.random.default_rng(54321)  # groups differ by the same amounts whatever the seed
+    n = len(group)
+    out: dict[str, np.ndarray] = {}
+    for f in CLUSTER_RATE_FEATURES:
+        mu = structure.uniform(-1.0, 3.0, size=n_groups)
+        out[f] = np.exp(mu[group] + 0.25 * rng.standard_normal(n))
+    out["exposure_days"] = np.minimum(np.round(out["exposure_days"] * 20), 365)
+    for f in CLUSTER_SHARE_FEATURES:
+        logit = structure.normal(0, 2.0, size=n_groups)
+        out[f] = 1 / (1 + np.exp(-(logit[group] + 0.3 * rng.standard_normal(n))))
+    logits = structure.normal(0, 1.5, size=(n_groups, len(DEVICE_SHARES)))[group]
+    logits = logits + 0.4 * rng.standard_normal((n, len(DEVICE_SHARES)))
+    shares = np.exp(logits) / np.exp(logits).sum(axis=1, keepdims=True)
+    for j, f in enumerate(DEVICE_SHARES):
+        out[f] = shares[:, j]
+    low = rng.random(n) < LOW_ACTIVITY_SHARE
+    out["activity_events_365d"] = np.where(low, rng.integers(0, 5, n), rng.integers(5, 400, n))
+    return out
+
+
 def _label(feats: dict[str, np.ndarray], rng: np.random.Generator, kind: str) -> np.ndarray:
     n = len(feats["frequency_365d"])
     if kind == "noise":
@@ -178,6 +224,9 @@ def make_inputs(
         "person_id, cast($as_of as date) as as_of, * exclude (person_id)",
         {"as_of": as_of},
     )
+
+    cluster = pa.table({"person_id": ids, **_cluster_features(group, rng, n_groups)})
+    _write(con, "ml.cluster_features", cluster, "*")
 
     if training:
         parts = []

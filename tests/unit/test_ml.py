@@ -6,13 +6,10 @@ import json
 from datetime import date
 
 import duckdb
-import numpy as np
 import pyarrow as pa
 import pytest
-from sklearn.metrics import adjusted_rand_score
 
 from ml import score_customers
-from ml.clusters import fit_clusters
 from ml.testing import make_inputs
 
 AS_OF = date(2026, 6, 30)
@@ -25,24 +22,6 @@ def scored():
     metrics = score_customers(con, AS_OF, seed=42)
     yield con, truth, metrics
     con.close()
-
-
-def test_clusters_pick_sensible_k_and_recover_planted_groups(scored):
-    con, truth, metrics = scored
-    clusters = metrics["clusters"]
-    assert clusters["status"] == "trained"
-    assert 3 <= clusters["k"] <= 5
-    assert set(clusters["per_k"]) == {str(k) for k in range(3, 9)}
-    assert all("davies_bouldin" in v and "silhouette" in v for v in clusters["per_k"].values())
-    assert len(clusters["centroids"]) == clusters["k"]
-    found = dict(
-        con.execute(
-            "select person_id, cluster_id from marts.customer_scores where cluster_id is not null"
-        ).fetchall()
-    )
-    keep = np.isin(np.asarray(truth.person_id), list(found))
-    labels = np.array([found[p] for p in np.asarray(truth.person_id)[keep]])
-    assert adjusted_rand_score(np.asarray(truth.group)[keep], labels) > 0.7
 
 
 def test_only_persons_with_analytics_consent_are_scored(scored):
@@ -63,7 +42,8 @@ def test_only_persons_with_analytics_consent_are_scored(scored):
     # every person keeps a row; only the consented carry scores
     assert by_consent[False][1:] == (0, 0, 0) and by_consent[False][0] > 0
     n, clusters, propensities, cells = by_consent[True]
-    assert clusters == n and propensities == n and cells == n
+    # clusters place only persons active enough (tests/unit/test_clusters.py)
+    assert 0 < clusters < n and propensities == n and cells == n
 
 
 def test_scores_table_shape_and_ranges(scored):
@@ -187,15 +167,9 @@ def test_missing_training_table_and_tiny_input_fall_back():
     assert metrics["clusters"]["status"] == "skipped"
     assert len(metrics["warnings"]) >= 2
     clusters = con.execute(
-        "select distinct cluster_id from marts.customer_scores where cluster_id is not null"
+        "select count(*) from marts.customer_scores where cluster_id is not null"
     ).fetchall()
     assert clusters == [(0,)]
-
-
-def test_fit_clusters_fallback_below_three_rows_per_cluster():
-    model = fit_clusters(np.ones((8, 2), dtype=np.float32), ["a", "b"], seed=0)
-    assert model.k == 1 and model.warnings
-    assert model.predict(np.zeros((3, 2), dtype=np.float32)).tolist() == [0, 0, 0]
 
 
 def _features_table(rows: list[tuple]) -> pa.Table:

@@ -43,7 +43,13 @@ final as (
     select
         profiles.*,
         features.* exclude (person_id, as_of),  -- noqa: RF02
-        scores.* exclude (person_id, as_of),  -- noqa: RF02
+        scores.* exclude (  -- noqa: RF02
+            person_id,
+            as_of,
+            propensity_model_version,
+            cluster_model_version,
+            clv_model_version
+        ),
         lookalikes.seed_segment as lookalike_seed_segment,
         lookalikes.lookalike_score,
         lookalikes.lookalike_rank_pct,

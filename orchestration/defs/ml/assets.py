@@ -1,11 +1,14 @@
 """scikit-learn scores and the segments built on them."""
 
+import base64
 import json
 from pathlib import Path
 
 import dagster as dg
 
 import ml
+from ml.registry import ArtifactError
+from ml.scoring import PinError
 from ml.segment_lift import build_segment_lift
 from orchestration.defs.layers import ROW_COUNT, layer_key, table_metadata, table_spec_kwargs
 from orchestration.defs.resources import WarehouseResource
@@ -34,6 +37,7 @@ PLOTTED_METRICS = {
     ("clusters", "silhouette"): "clusters_silhouette",
     ("clusters", "davies_bouldin"): "clusters_davies_bouldin",
     ("clusters", "k"): "clusters_k",
+    ("clusters", "placed_persons"): "clusters_placed_persons",
 }
 
 
@@ -75,10 +79,42 @@ def score_metadata(metrics: dict, persons: int) -> dict:
     sizes = (metrics.get("clusters") or {}).get("sizes") or {}
     if sizes:
         metadata["cluster_sizes"] = _counts_table(sizes, "cluster", persons)
+    personas = (metrics.get("clusters") or {}).get("personas") or []
+    if personas:
+        metadata["personas"] = dg.MetadataValue.table(
+            records=[
+                dg.TableRecord(
+                    {
+                        "cluster_id": int(p["cluster_id"]),
+                        "persona": str(p["persona_name"]),
+                        "description": str(p["description"]),
+                        "sample_share": float(p["share"]),
+                    }
+                )
+                for p in personas
+            ],
+            schema=dg.TableSchema(
+                columns=[
+                    dg.TableColumn("cluster_id", "int"),
+                    dg.TableColumn("persona", "string"),
+                    dg.TableColumn("description", "string"),
+                    dg.TableColumn("sample_share", "float"),
+                ]
+            ),
+        )
+    svg = metrics.get("projection_svg")
+    if svg:
+        encoded = base64.b64encode(svg.encode()).decode()
+        metadata["cluster_map"] = dg.MetadataValue.md(
+            "Clusters on the first two principal components of their behaviour features "
+            f"(a sample):\n\n![cluster map](data:image/svg+xml;base64,{encoded})"
+        )
     cells = (metrics.get("rfm") or {}).get("cells") or {}
     if cells:
         metadata["rfm_cells"] = _counts_table(cells, "rfm_cell", persons)
-    metadata["metrics"] = dg.MetadataValue.json(_json_safe(metrics))
+    metadata["metrics"] = dg.MetadataValue.json(
+        _json_safe({k: v for k, v in metrics.items() if k != "projection_svg"})
+    )
     return metadata
 
 
@@ -87,9 +123,11 @@ def score_metadata(metrics: dict, persons: int) -> dict:
         dg.AssetSpec(
             **table_spec_kwargs("models", "customer_scores", "marts.customer_scores"),
             kinds={"scikitlearn", "duckdb"},
-            description="Propensity, clusters and RFM cells per person as of the run date",
+            description="Propensity, persona clusters, lifetime value and RFM cells per person as "
+            "of the run date, each naming the model version it came from",
             deps=[
                 FEATURES_KEY,
+                layer_key("models", "cluster_features"),
                 layer_key("models", "propensity_training_examples"),
                 layer_key("models", "clv_inputs"),
             ],
@@ -97,8 +135,16 @@ def score_metadata(metrics: dict, persons: int) -> dict:
         dg.AssetSpec(
             **table_spec_kwargs("models", "model_runs", "ml.model_runs"),
             kinds={"duckdb"},
-            description="One row per trained model: params, metrics, features",
+            description="One row per model run: version, params, metrics, features, status and "
+            "the saved artifact",
             deps=[FEATURES_KEY],
+        ),
+        dg.AssetSpec(
+            **table_spec_kwargs("models", "cluster_personas", "ml.cluster_personas"),
+            kinds={"scikitlearn", "duckdb"},
+            description="One row per persona cluster of the run: name, description in words, "
+            "size, distinguishing traits and feature means",
+            deps=[layer_key("models", "cluster_features")],
         ),
     ],
 )
@@ -106,23 +152,40 @@ def customer_scores(context: dg.AssetExecutionContext, warehouse: WarehouseResou
     with warehouse.connect() as con:
         as_of = warehouse.resolve_as_of(con)
         # Re-runs on unchanged inputs reuse the stored model rows (idempotent runs).
-        metrics = ml.score_customers(
-            con,
-            as_of,
-            seed=warehouse.seed,
-            skip_known_versions=True,
-            clv_time_unit=warehouse.clv_time_unit,
-        )
+        try:
+            metrics = ml.score_customers(
+                con,
+                as_of,
+                seed=warehouse.seed,
+                skip_known_versions=True,
+                clv_time_unit=warehouse.clv_time_unit,
+                cluster_min_events=warehouse.cluster_min_events,
+                model_dir=warehouse.model_dir,
+                pinned_versions=warehouse.model_versions,
+            )
+        except (ArtifactError, PinError) as exc:
+            raise dg.Failure(
+                description=f"MICROSEG_MODEL_VERSIONS: {exc}", allow_retries=False
+            ) from exc
         scores_meta = table_metadata(con, "marts.customer_scores")
         runs_meta = table_metadata(con, "ml.model_runs")
+        personas_meta = table_metadata(con, "ml.cluster_personas")
     for warning in metrics.get("warnings", []):
         context.log.warning(warning)
     persons = scores_meta[ROW_COUNT]
     yield dg.MaterializeResult(
         asset_key=SCORES_KEY,
-        metadata={"as_of": as_of.isoformat(), **scores_meta, **score_metadata(metrics, persons)},
+        metadata={
+            "as_of": as_of.isoformat(),
+            **scores_meta,
+            **score_metadata(metrics, persons),
+            "model_versions": dg.MetadataValue.json(metrics.get("versions") or {}),
+        },
     )
     yield dg.MaterializeResult(asset_key=layer_key("models", "model_runs"), metadata=runs_meta)
+    yield dg.MaterializeResult(
+        asset_key=layer_key("models", "cluster_personas"), metadata=personas_meta
+    )
 
 
 AUDIENCE_TABLES = {
