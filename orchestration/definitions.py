@@ -10,6 +10,7 @@ from orchestration.defs.ingest.assets import ingest_assets
 from orchestration.defs.layers import TABLE_NAME, table_keys, with_layer_owners_and_tags
 from orchestration.defs.ml.assets import ml_assets
 from orchestration.defs.ml.lookalike_assets import lookalike_assets, lookalike_checks
+from orchestration.defs.model_checks import model_checks
 from orchestration.defs.privacy.assets import privacy_assets
 from orchestration.defs.publish.assets import serving_snapshot
 from orchestration.defs.publish.exports import activation_exports, exports_consented
@@ -59,6 +60,7 @@ def build_definitions(settings: Settings | None = None) -> dg.Definitions:
             *identity_checks,
             exports_consented,
             *segment_checks,
+            *model_checks,
             *lookalike_checks,
         ],
         jobs=[refresh_job],

@@ -1,0 +1,135 @@
+"""What the model runs say after scoring: the purchase propensity's back-test ROC-AUC against the
+floor (MICROSEG_PROPENSITY_MIN_AUC) and against the previous trained version."""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field
+
+import dagster as dg
+import duckdb
+
+from ml._db import table_exists
+from orchestration.defs.ml.assets import SCORES_KEY
+from orchestration.defs.resources import WarehouseResource
+
+PROPENSITY_MODEL = "purchase_propensity"
+# A back-test AUC this far below the previous trained version's warns.
+MAX_AUC_DROP = 0.05
+# Fewer positives or negatives than this in the back-test slice make its AUC too noisy to block.
+MIN_CLASS_ROWS = 20
+
+
+@dataclass
+class Finding:
+    passed: bool
+    blocking: bool  # an ERROR-severity failure, which stops the run before publishing
+    description: str
+    metadata: dict = field(default_factory=dict)
+
+    @property
+    def severity(self) -> dg.AssetCheckSeverity:
+        return dg.AssetCheckSeverity.ERROR if self.blocking else dg.AssetCheckSeverity.WARN
+
+
+def _warn(description: str, **metadata) -> Finding:
+    return Finding(False, False, description, metadata)
+
+
+def propensity_auc_finding(
+    con: duckdb.DuckDBPyConnection, min_auc: float, max_drop: float = MAX_AUC_DROP
+) -> Finding:
+    """Judge the latest purchase_propensity run in ml.model_runs (see propensity_backtest_auc)."""
+    if not table_exists(con, "ml", "model_runs"):
+        return _warn("ml.model_runs is missing: no propensity run to judge")
+    latest = con.execute(
+        "select version, status, reason, metrics, trained_at from ml.model_runs "
+        "where model_name = ? order by trained_at desc, version desc limit 1",
+        [PROPENSITY_MODEL],
+    ).fetchall()
+    if not latest:
+        return _warn(f"no {PROPENSITY_MODEL} run recorded")
+    version, status, reason, metrics_json, trained_at = latest[0]
+    if status != "trained":
+        # missing data is not bad data: a model that could not train is said, not failed
+        return _warn(
+            f"{PROPENSITY_MODEL} {version} not trained ({status}): {reason}", version=version
+        )
+    metrics = json.loads(metrics_json or "{}")
+    auc = metrics.get("roc_auc")
+    meta = {"version": version, "min_auc": min_auc}
+    if auc is None:
+        return _warn(
+            f"{PROPENSITY_MODEL} {version}: no back-test ROC-AUC (the back-test slices held a "
+            "single class or no data)",
+            **meta,
+        )
+    auc = float(auc)
+    meta["backtest_roc_auc"] = auc
+    backtest = metrics.get("backtest") or {}
+    slice_words = (metrics.get("slices") or {}).get("backtest_test", "the back-test slice")
+    test_rows, positives = backtest.get("test_rows"), backtest.get("test_positives")
+    previous = con.execute(
+        "select version, json_extract(metrics, '$.roc_auc')::double from ml.model_runs "
+        "where model_name = ? and status = 'trained' and version <> ? and trained_at <= ? "
+        "and json_extract(metrics, '$.roc_auc') is not null "
+        "order by trained_at desc, version desc limit 1",
+        [PROPENSITY_MODEL, version, trained_at],
+    ).fetchall()
+    if previous:
+        meta.update({"previous_version": previous[0][0], "previous_roc_auc": previous[0][1]})
+    if auc < min_auc:
+        text = (
+            f"{PROPENSITY_MODEL} {version}: back-test ROC-AUC {auc:.3f} is below "
+            f"MICROSEG_PROPENSITY_MIN_AUC {min_auc:.3f} (measured on {slice_words})"
+        )
+        if (
+            test_rows is not None
+            and positives is not None
+            and min(positives, test_rows - positives) < MIN_CLASS_ROWS
+        ):
+            return _warn(
+                f"{text}; only {positives} of {test_rows} rows bought, too few to block on", **meta
+            )
+        return Finding(False, True, text, meta)
+    if previous and auc < previous[0][1] - max_drop:
+        return _warn(
+            f"{PROPENSITY_MODEL} {version}: back-test ROC-AUC {auc:.3f} is more than "
+            f"{max_drop:.2f} below the previous version {previous[0][0]} ({previous[0][1]:.3f})",
+            **meta,
+        )
+    return Finding(
+        True,
+        False,
+        f"{PROPENSITY_MODEL} {version}: back-test ROC-AUC {auc:.3f} (floor {min_auc:.3f}"
+        + (f", previous {previous[0][1]:.3f}" if previous else "")
+        + f"; measured on {slice_words})",
+        meta,
+    )
+
+
+@dg.asset_check(
+    asset=SCORES_KEY,
+    name="propensity_backtest_auc",
+    blocking=True,
+    description=(
+        "Stops the run before publishing when the purchase propensity's back-test ROC-AUC (on a "
+        "cutoff neither its base models nor its calibrator saw; ml.model_runs metrics) is below "
+        "MICROSEG_PROPENSITY_MIN_AUC (default 0.6): its scores would rank buyers little better "
+        "than chance. Warns when the AUC fell more than 0.05 below the previous trained "
+        "version's, when the back-test slice has too few buyers to judge, and when the model "
+        "was not trained (too little data: propensity_30d is NULL, with the reason)."
+    ),
+)
+def propensity_backtest_auc(warehouse: WarehouseResource):
+    with warehouse.connect() as con:
+        finding = propensity_auc_finding(con, warehouse.propensity_min_auc)
+    return dg.AssetCheckResult(
+        passed=finding.passed,
+        severity=finding.severity,
+        description=finding.description[:2000],
+        metadata=finding.metadata,
+    )
+
+
+model_checks = [propensity_backtest_auc]
