@@ -143,6 +143,11 @@ class Settings:
     model_dir: Path = Path("data/models")
     # model name -> registered version to score with instead of training
     model_versions: dict[str, str] = field(default_factory=dict)
+    # activation: smallest audience a platform takes (per platform; default 100)
+    platform_min_audience: dict[str, int] = field(default_factory=dict)
+    api_token: str = field(default="", repr=False)
+    api_host: str = "127.0.0.1"
+    api_port: int = 8080
     volume_tolerance: float = 0.5
     freshness_days: int = 3
     gx_sample_rows: int = 200_000
@@ -228,6 +233,29 @@ def _model_versions(env: dict[str, str]) -> dict[str, str]:
     return pins
 
 
+PLATFORMS = ("google", "meta", "parquet")
+DEFAULT_PLATFORM_MIN_AUDIENCE = 100
+
+
+def _platform_min_audience(env: dict[str, str]) -> dict[str, int]:
+    """MICROSEG_PLATFORM_MIN_AUDIENCE=google=1000,meta=100: the smallest audience exported to each
+    platform (default 100 for each)."""
+    out = dict.fromkeys(PLATFORMS, DEFAULT_PLATFORM_MIN_AUDIENCE)
+    raw = env.get("MICROSEG_PLATFORM_MIN_AUDIENCE") or ""
+    for item in (v.strip() for v in raw.split(",")):
+        if not item:
+            continue
+        name, sep, value = item.partition("=")
+        name = name.strip().lower()
+        if not sep or name not in PLATFORMS or not value.strip().isdigit():
+            raise SettingsError(
+                f"MICROSEG_PLATFORM_MIN_AUDIENCE: {item!r} is not platform=count "
+                f"(platforms: {', '.join(PLATFORMS)})"
+            )
+        out[name] = int(value)
+    return out
+
+
 def load_settings(env: dict[str, str] | None = None) -> Settings:
     """Settings from `env`, or from the process environment over a `.env` file in the cwd."""
     if env is None:
@@ -264,6 +292,10 @@ def load_settings(env: dict[str, str] | None = None) -> Settings:
         lookalike_seed=(env.get("MICROSEG_LOOKALIKE_SEED") or "").strip(),
         model_dir=_path(env, "MICROSEG_MODEL_DIR", "data/models"),
         model_versions=_model_versions(env),
+        platform_min_audience=_platform_min_audience(env),
+        api_token=env.get("MICROSEG_API_TOKEN") or "",
+        api_host=env.get("MICROSEG_API_HOST") or "127.0.0.1",
+        api_port=_int(env, "MICROSEG_API_PORT", 8080, 1),
         volume_tolerance=_float(env, "MICROSEG_VOLUME_TOLERANCE", 0.5, 0.0, 10.0),
         freshness_days=_int(env, "MICROSEG_FRESHNESS_DAYS", 3, 0),
         gx_sample_rows=_int(env, "MICROSEG_GX_SAMPLE_ROWS", 200_000, 1000),

@@ -119,6 +119,7 @@ class WarehouseResource(dg.ConfigurableResource):
     lookalike_seed: str = ""
     model_dir: str = "data/models"
     model_versions: dict[str, str] = {}
+    platform_min_audience: dict[str, int] = {}
     volume_tolerance: float = 0.5
     freshness_days: int = 3
     gx_sample_rows: int = 200_000
@@ -266,6 +267,7 @@ def build_resources(settings: Settings | None = None) -> dict:
             lookalike_seed=settings.lookalike_seed,
             model_dir=str(settings.model_dir),
             model_versions=dict(settings.model_versions),
+            platform_min_audience=dict(settings.platform_min_audience),
             volume_tolerance=settings.volume_tolerance,
             freshness_days=settings.freshness_days,
             gx_sample_rows=settings.gx_sample_rows,
