@@ -105,6 +105,7 @@ def main(argv: list[str] | None = None) -> dict:
             "MICROSEG_SERVING": str(work / "serving.duckdb"),
             "MICROSEG_EXPORT_DIR": str(work / "exports"),
             "MICROSEG_PRIVACY_DIR": str(work / "privacy"),
+            "MICROSEG_MODEL_DIR": str(work / "models"),
             "MICROSEG_IDENTITY_OVERRIDES": str(work / "identity_overrides.csv"),
             "DAGSTER_HOME": str(work / "dagster_home"),
             "MICROSEG_HMAC_KEY": os.environ.get("MICROSEG_HMAC_KEY") or "bench-key",

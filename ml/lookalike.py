@@ -315,9 +315,11 @@ def score_lookalikes(
     seed_share: float = DEFAULT_SEED_SHARE,
     version: str | None = None,
     skip_known_versions: bool = False,
+    model_dir: str | None = None,
 ) -> dict:
     """Write marts.lookalike_scores (one row per person of customer_features, replaced) and one
-    ml.model_runs row. A seed too small, or no one else to score, leaves every score NULL and
+    ml.model_runs row (with `model_dir`, the fitted model saved there as its artifact). A seed
+    too small, or no one else to score, leaves every score NULL and
     records the run as skipped with its reason. Returns the metrics, with `warnings`."""
     columns = table_columns(con, "marts", "customer_features")
     if "person_id" not in columns:
@@ -355,6 +357,7 @@ def score_lookalikes(
     ids: list[pa.Array] = []
     scores: list[np.ndarray] = []
     used = features
+    fitted = None
     threads = 1 if rest + chosen.size < SINGLE_THREAD_BELOW else None
     if reason is None:
         with threadpool_limits(limits=threads):
@@ -365,6 +368,7 @@ def score_lookalikes(
         if fit.model is None:
             reason = fit.metrics.get("reason") or "the model could not be fitted"
         else:
+            fitted = fit.model
             query = (
                 f"select f.person_id, {feature_select(used, 'f')} "
                 f"from marts.customer_features as f where {consented} "
@@ -397,8 +401,11 @@ def score_lookalikes(
         f"{as_of.isoformat()}-s{seed}-"
         + hashlib.sha1((params_json + features_json + _fingerprint(con)).encode()).hexdigest()[:8]
     )
+    artifact = None
+    if model_dir and fitted is not None:
+        artifact = registry.save_artifact(model_dir, MODEL_NAME, run_version, fitted)
     row = registry.run_row(
-        MODEL_NAME, run_version, as_of, params_json, to_json(metrics), features_json
+        MODEL_NAME, run_version, as_of, params_json, to_json(metrics), features_json, None, artifact
     )
     metrics["model_runs_appended"] = registry.append_model_runs(con, [row], skip_known_versions)
     con.execute(f"drop table if exists {SEED_TABLE}")

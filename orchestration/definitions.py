@@ -9,6 +9,7 @@ from orchestration.defs.identity.assets import identity_assets, identity_checks
 from orchestration.defs.ingest.assets import ingest_assets
 from orchestration.defs.layers import TABLE_NAME, table_keys, with_layer_owners_and_tags
 from orchestration.defs.ml.assets import ml_assets
+from orchestration.defs.ml.cluster_checks import cluster_checks
 from orchestration.defs.ml.lookalike_assets import lookalike_assets, lookalike_checks
 from orchestration.defs.model_checks import model_checks
 from orchestration.defs.privacy.assets import privacy_assets
@@ -61,6 +62,7 @@ def build_definitions(settings: Settings | None = None) -> dg.Definitions:
             exports_consented,
             *segment_checks,
             *model_checks,
+            *cluster_checks,
             *lookalike_checks,
         ],
         jobs=[refresh_job],

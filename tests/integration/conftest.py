@@ -36,6 +36,7 @@ def pipeline_env(root: Path, landing: Path, **overrides: str) -> dict[str, str]:
         "MICROSEG_SERVING": str(root / "serving.duckdb"),
         "MICROSEG_EXPORT_DIR": str(root / "exports"),
         "MICROSEG_PRIVACY_DIR": str(root / "privacy"),
+        "MICROSEG_MODEL_DIR": str(root / "models"),
         "DAGSTER_HOME": str(root / "dagster_home"),
         "MICROSEG_HMAC_KEY": "integration-test-key",
         "MICROSEG_MIN_SEGMENT_SIZE": "5",

@@ -220,3 +220,34 @@ def test_fit_clusters_skips_on_a_handful_of_rows():
     model = fit_clusters(np.ones((8, 2), dtype=np.float32), ["a", "b"], seed=0)
     assert not model.trained and model.metrics["status"] == "skipped"
     assert model.predict(np.zeros((3, 2), dtype=np.float32)).tolist() == [-1, -1, -1]
+
+
+def test_placement_check_finds_a_person_placed_against_the_rules():
+    from orchestration.defs.ml.cluster_checks import placement_problems, stability_findings
+
+    con = duckdb.connect()
+    make_inputs(con, n_persons=600, as_of=AS_OF, seed=8)
+    score_customers(con, AS_OF, seed=42)
+    assert set(placement_problems(con, 5).values()) == {0}
+    assert stability_findings(con) == []
+    con.execute(
+        "update marts.customer_scores set cluster_id = 0, persona_name = ("
+        "select persona_name from ml.cluster_personas where cluster_id = 0) "
+        "where person_id = (select min(person_id) from marts.customer_profiles "
+        "where not consent_analytics)"
+    )
+    con.execute(
+        "update marts.customer_scores set cluster_id = 99 where person_id = (select min(person_id)"
+        " from ml.cluster_features where activity_events_365d < 5)"
+    )
+    problems = placement_problems(con, 5)
+    assert problems["placed_without_analytics_consent"] == 1
+    assert problems["placed_below_min_events"] == 1
+    assert problems["cluster_without_persona"] == 1
+    # a later run whose clusters matched none of the previous ones warns
+    con.execute(
+        "insert into ml.model_runs (model_name, version, trained_at, metrics, status) values "
+        "('behavioural_clusters', 'later', now() + interval 1 day, "
+        "'{\"k\": 4, \"ids_kept_from_previous\": 1}', 'trained')"
+    )
+    assert "1 of 4 clusters kept" in stability_findings(con)[0]

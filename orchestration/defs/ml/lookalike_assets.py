@@ -28,6 +28,7 @@ def lookalike_scores(context: dg.AssetExecutionContext, warehouse: WarehouseReso
             seed_segment=warehouse.lookalike_seed or None,
             seed=warehouse.seed,
             skip_known_versions=True,
+            model_dir=warehouse.model_dir,
         )
         meta = table_metadata(con, TABLE)
     for warning in metrics["warnings"]:

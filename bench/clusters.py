@@ -1,0 +1,91 @@
+"""Persona clusters against the generator's ground truth, beside what the features can tell.
+
+    .venv/bin/python -m bench.clusters WAREHOUSE LANDING
+
+WAREHOUSE is a warehouse after `microseg run` over LANDING, a folder written by `microseg
+generate` (its `_truth/persons.csv` holds each person's true persona). Maps each person to a true
+person as the identity tests do (the most frequent true person among their records) and prints,
+among persons the run placed in a cluster (analytics consent, at least
+MICROSEG_CLUSTER_MIN_EVENTS store baskets and web events), the adjusted Rand index (ARI) of the
+clusters against the personas, and the ceiling: the ARI of a supervised classifier
+(histogram gradient boosting, 5-fold cross-validated predictions) trained on the truth with the
+same features. The ratio of the two is the issue's target (at least 0.8).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+from pathlib import Path
+
+import duckdb
+import numpy as np
+from sklearn.ensemble import HistGradientBoostingClassifier
+from sklearn.metrics import adjusted_rand_score, normalized_mutual_info_score
+from sklearn.model_selection import StratifiedKFold, cross_val_predict
+
+from ml._db import feature_select
+from ml.clusters import DESCRIBE_FEATURES, FIT_FEATURES
+
+_SQL = """
+with truth as (select * from read_csv($identity, all_varchar = true)),
+persons as (select * from read_csv($persons, all_varchar = true)),
+mapped as (
+    select m.person_id, mode(t.true_person_id) as true_person_id
+    from marts.identity_map as m join truth as t using (source_system, source_key)
+    where m.person_id is not null
+    group by m.person_id
+)
+select s.cluster_id, p.persona, {features}
+from marts.customer_scores as s
+join ml.cluster_features as f using (person_id)
+join mapped using (person_id)
+join persons as p using (true_person_id)
+where s.cluster_id is not null
+order by s.person_id
+"""
+
+
+def _ceiling(x: np.ndarray, y: np.ndarray, seed: int) -> tuple[float, float]:
+    folds = StratifiedKFold(5, shuffle=True, random_state=seed)
+    predicted = cross_val_predict(HistGradientBoostingClassifier(random_state=seed), x, y, cv=folds)
+    return adjusted_rand_score(y, predicted), float(np.mean(predicted == y))
+
+
+def evaluate(con: duckdb.DuckDBPyConnection, landing: Path, seed: int = 42) -> dict:
+    truth = landing / "_truth"
+    features = list(DESCRIBE_FEATURES)
+    rows = con.execute(
+        _SQL.format(features=feature_select(features, "f")),
+        {"identity": str(truth / "identity.csv"), "persons": str(truth / "persons.csv")},
+    ).fetchnumpy()
+    clusters = np.asarray(rows["cluster_id"])
+    personas = np.asarray(rows["persona"]).astype(str)
+    x = np.column_stack([np.asarray(rows[f], dtype=np.float64) for f in features])
+    fit = [features.index(f) for f in FIT_FEATURES]
+    ari = adjusted_rand_score(personas, clusters)
+    ceiling, accuracy = _ceiling(x[:, fit], personas, seed)
+    ceiling_all, _ = _ceiling(x, personas, seed)
+    return {
+        "placed_persons_with_truth": int(len(clusters)),
+        "clusters": int(len(np.unique(clusters))),
+        "ari": round(ari, 4),
+        "nmi": round(normalized_mutual_info_score(personas, clusters), 4),
+        "ceiling_ari_fit_features": round(ceiling, 4),
+        "ceiling_accuracy": round(accuracy, 4),
+        "ceiling_ari_all_cluster_features": round(ceiling_all, 4),
+        "ratio": round(ari / ceiling, 3) if ceiling > 0 else None,
+    }
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("warehouse", type=Path)
+    parser.add_argument("landing", type=Path)
+    args = parser.parse_args()
+    with duckdb.connect(str(args.warehouse), read_only=True) as con:
+        print(json.dumps(evaluate(con, args.landing), indent=2))
+
+
+if __name__ == "__main__":
+    main()
