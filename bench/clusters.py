@@ -47,8 +47,19 @@ order by s.person_id
 
 
 def _ceiling(x: np.ndarray, y: np.ndarray, seed: int) -> tuple[float, float]:
-    folds = StratifiedKFold(5, shuffle=True, random_state=seed)
-    predicted = cross_val_predict(HistGradientBoostingClassifier(random_state=seed), x, y, cv=folds)
+    """ARI and accuracy of cross-validated supervised predictions; a persona with fewer placed
+    persons than folds is predicted by none (its persons count as misses)."""
+    labels, counts = np.unique(y, return_counts=True)
+    folds = int(max(2, min(5, counts[counts >= 2].min(initial=5))))
+    kept = np.isin(y, labels[counts >= folds])
+    predicted = np.full(len(y), "", dtype=object)
+    predicted[kept] = cross_val_predict(
+        HistGradientBoostingClassifier(random_state=seed),
+        x[kept],
+        y[kept],
+        cv=StratifiedKFold(folds, shuffle=True, random_state=seed),
+    )
+    predicted = predicted.astype(str)
     return adjusted_rand_score(y, predicted), float(np.mean(predicted == y))
 
 

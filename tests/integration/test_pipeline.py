@@ -766,3 +766,26 @@ def test_propensity_calibrated_and_ranks_true_buyers(pipeline, warehouse):
     # more skill than a constant at the model's own mean
     constant = [sum(scores) / len(scores)] * len(scores)
     assert brier_score_loss(bought, scores) < brier_score_loss(bought, constant)
+
+
+def test_persona_clusters_follow_the_true_personas(pipeline, warehouse):
+    """Clusters place only persons active enough, each cluster is a named persona, and the
+    clusters agree with the generator's hidden personas well above chance (bench/clusters.py
+    gives the figures beside the supervised ceiling)."""
+    from bench.clusters import evaluate
+
+    placed_inactive, personas, clusters = warehouse.execute(
+        """
+        select
+            (select count(*) from marts.customer_scores s join ml.cluster_features f
+                using (person_id) where s.cluster_id is not null and f.activity_events_365d < 5),
+            (select count(*) from ml.cluster_personas),
+            (select count(distinct cluster_id) from marts.customer_scores)
+        """
+    ).fetchone()
+    assert placed_inactive == 0
+    assert personas == clusters >= 3
+    figures = evaluate(warehouse, Path(pipeline["landing"]))
+    assert figures["placed_persons_with_truth"] >= 100
+    # chance agreement is an ARI of 0
+    assert figures["ari"] > 0.05, figures
