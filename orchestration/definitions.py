@@ -14,7 +14,11 @@ from orchestration.defs.ml.lookalike_assets import lookalike_assets, lookalike_c
 from orchestration.defs.model_checks import model_checks
 from orchestration.defs.privacy.assets import privacy_assets
 from orchestration.defs.publish.assets import serving_snapshot
-from orchestration.defs.publish.exports import activation_exports, exports_consented
+from orchestration.defs.publish.exports import (
+    activation_exports,
+    exports_consented,
+    exports_minimum_audience,
+)
 from orchestration.defs.quality.checks import build_gx_checks
 from orchestration.defs.resources import build_resources
 from orchestration.defs.segment_checks import segment_checks
@@ -60,6 +64,7 @@ def build_definitions(settings: Settings | None = None) -> dg.Definitions:
             *build_gx_checks(table_keys(assets)),
             *identity_checks,
             exports_consented,
+            exports_minimum_audience,
             *segment_checks,
             *model_checks,
             *cluster_checks,
