@@ -34,7 +34,7 @@ window_days as (
 
     select
         customer_days.*,
-        {{ dbt.datediff('customer_days.activity_date', as_of_date(), 'day') }} as days_before
+        date_diff('day', customer_days.activity_date, {{ as_of_date() }}) as days_before
     from customer_days
     where customer_days.activity_date > {{ as_of_date() }} - 365
 
@@ -68,8 +68,7 @@ exposure as (
     select
         per_person.*,
         least(
-            365,
-            {{ dbt.datediff('first_activity.first_activity_date', as_of_date(), 'day') }} + 1
+            365, date_diff('day', first_activity.first_activity_date, {{ as_of_date() }}) + 1
         ) as exposure_days
     from per_person
     inner join first_activity on per_person.person_id = first_activity.person_id
@@ -87,8 +86,9 @@ final as (
         30.0 * exposure.sessions / exposure.exposure_days as sessions_per_30d,
         case
             when exposure.pos_orders + exposure.web_orders > 0
-                then cast(exposure.pos_orders as double)
-                / (exposure.pos_orders + exposure.web_orders)
+                then
+                    cast(exposure.pos_orders as double)
+                    / (exposure.pos_orders + exposure.web_orders)
         end as store_order_share,
         case
             when exposure.pos_orders > 0
@@ -96,13 +96,15 @@ final as (
         end as lines_per_basket,
         case
             when exposure.pos_orders + exposure.web_orders > 0
-                then cast(exposure.revenue as double)
-                / (exposure.pos_orders + exposure.web_orders)
+                then
+                    cast(exposure.revenue as double)
+                    / (exposure.pos_orders + exposure.web_orders)
         end as revenue_per_order,
         case
             when exposure.purchase_days > 0
-                then (exposure.purchase_days_60d / least(60, exposure.exposure_days))
-                / (cast(exposure.purchase_days as double) / exposure.exposure_days)
+                then
+                    (exposure.purchase_days_60d / least(60, exposure.exposure_days))
+                    / (cast(exposure.purchase_days as double) / exposure.exposure_days)
         end as recent_purchase_ratio,
         case
             when exposure.sessions > 0
@@ -112,12 +114,22 @@ final as (
             when exposure.sessions > 0
                 then cast(exposure.cart_adds as double) / exposure.sessions
         end as cart_adds_per_session,
-        {%- for device in ['mobile', 'desktop', 'tablet', 'app'] %}
-            case
-                when exposure.web_events > 0
-                    then cast(exposure.{{ device }}_events as double) / exposure.web_events
-            end as {{ device }}_event_share{{ ',' if not loop.last }}
-        {%- endfor %}
+        case
+            when exposure.web_events > 0
+                then cast(exposure.mobile_events as double) / exposure.web_events
+        end as mobile_event_share,
+        case
+            when exposure.web_events > 0
+                then cast(exposure.desktop_events as double) / exposure.web_events
+        end as desktop_event_share,
+        case
+            when exposure.web_events > 0
+                then cast(exposure.tablet_events as double) / exposure.web_events
+        end as tablet_event_share,
+        case
+            when exposure.web_events > 0
+                then cast(exposure.app_events as double) / exposure.web_events
+        end as app_event_share
     from features
     left join exposure on features.person_id = exposure.person_id
 

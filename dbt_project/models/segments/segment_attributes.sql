@@ -22,7 +22,9 @@ features as (
 
 scores as (
 
-    select * from {{ source('segments', 'customer_scores') }}
+    -- which model version scored a person is lineage, not an attribute
+    select * exclude (propensity_model_version, cluster_model_version, clv_model_version)
+    from {{ source('segments', 'customer_scores') }}
 
 ),
 
@@ -43,13 +45,7 @@ final as (
     select
         profiles.*,
         features.* exclude (person_id, as_of),  -- noqa: RF02
-        scores.* exclude (  -- noqa: RF02
-            person_id,
-            as_of,
-            propensity_model_version,
-            cluster_model_version,
-            clv_model_version
-        ),
+        scores.* exclude (person_id, as_of),  -- noqa: RF02
         lookalikes.seed_segment as lookalike_seed_segment,
         lookalikes.lookalike_score,
         lookalikes.lookalike_rank_pct,
