@@ -49,6 +49,7 @@ bench: venv
 	nice $(BIN)/python -m bench.febrl
 	nice $(BIN)/python -m bench.pipeline
 	nice $(BIN)/python -m bench.segments
+	nice $(BIN)/python -m bench.api
 
 # Optional: headless-Chromium screenshots of the UI over the default data/ paths (needs chromium).
 .PHONY: ui-screenshots

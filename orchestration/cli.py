@@ -77,6 +77,24 @@ def _cmd_segments(args: argparse.Namespace) -> int:
     return segments_command.explain(settings, args.person_id)
 
 
+def _cmd_serve(args: argparse.Namespace) -> int:
+    from orchestration.settings import SettingsError, load_settings
+
+    try:
+        settings = load_settings()
+    except SettingsError as exc:
+        print(f"microseg serve: bad setting: {exc}", file=sys.stderr)
+        return EXIT_CANNOT_RUN
+    from orchestration.api import ApiSettingsError, serve
+
+    try:
+        serve(settings)
+    except ApiSettingsError as exc:
+        print(f"microseg serve: {exc}", file=sys.stderr)
+        return EXIT_CANNOT_RUN
+    return EXIT_OK
+
+
 def main(argv: list[str] | None = None) -> int:
     os.environ.setdefault("GX_ANALYTICS_ENABLED", "false")
     parser = argparse.ArgumentParser(prog="microseg", description=__doc__)
@@ -109,6 +127,13 @@ def main(argv: list[str] | None = None) -> int:
     expl = seg_sub.add_parser("explain", help="why a person is or is not in each segment")
     expl.add_argument("person_id")
     seg.set_defaults(func=_cmd_segments)
+
+    srv = sub.add_parser(
+        "serve",
+        help="the read-only membership API over the serving snapshot "
+        "(MICROSEG_API_TOKEN, MICROSEG_API_HOST, MICROSEG_API_PORT)",
+    )
+    srv.set_defaults(func=_cmd_serve)
 
     args = parser.parse_args(argv)
     return args.func(args)
