@@ -48,6 +48,7 @@ select
     cast(floor(random() * 12) as bigint) as frequency_365d, random() * 900 as monetary_365d,
     cast(floor(random() * 60) as bigint) as web_events_30d,
     cast(floor(random() * 800) as bigint) as tenure_days,
+    (['home', 'toys', 'books'])[cast(1 + floor(random() * 3) as integer)] as top_category_365d,
     cast(floor(random() * 8) as bigint) as sessions_30d, random() as share_mobile,
     random() * 0.3 as share_app, cast(floor(random() * 5) as bigint) as cart_adds_30d,
     cast(floor(random() * 20) as bigint) as product_views_30d,
@@ -58,7 +59,9 @@ select
     'p' || i as person_id, cast(null as date) as as_of, random() as propensity_30d,
     cast(1 + floor(random() * 10) as integer) as propensity_decile,
     (['champions', 'at_risk', 'hibernating', 'lost', 'no_purchase'])[
-        cast(1 + floor(random() * 5) as integer)] as rfm_cell
+        cast(1 + floor(random() * 5) as integer)] as rfm_cell,
+    random() * 500 as expected_spend_365d, 'bench' as propensity_model_version,
+    cast(null as varchar) as cluster_model_version, 'bench' as clv_model_version
 from range($persons) t(i);
 create table marts.lookalike_scores as
 select

@@ -19,6 +19,7 @@ from orchestration.defs.publish.exports import (
     exports_consented,
     exports_minimum_audience,
 )
+from orchestration.defs.publish.feeds import feeds_consented, personalization_feeds
 from orchestration.defs.quality.checks import build_gx_checks
 from orchestration.defs.resources import build_resources
 from orchestration.defs.segment_checks import segment_checks
@@ -39,6 +40,7 @@ def build_definitions(settings: Settings | None = None) -> dg.Definitions:
         *ml_assets,
         *lookalike_assets,
         activation_exports,
+        personalization_feeds,
         *privacy_assets,
         serving_snapshot,
     ]
@@ -64,6 +66,7 @@ def build_definitions(settings: Settings | None = None) -> dg.Definitions:
             *build_gx_checks(table_keys(assets)),
             *identity_checks,
             exports_consented,
+            feeds_consented,
             exports_minimum_audience,
             *segment_checks,
             *model_checks,

@@ -21,6 +21,7 @@ event type), and all segments by one pass over the persons.
 from __future__ import annotations
 
 import difflib
+import functools
 import hashlib
 import json
 import re
@@ -63,8 +64,12 @@ SEGMENT_KEYS = (
     "group",
     "priority",
     "rank_by",
+    "personalization",
     "where",
 )
+PERSONALIZATION_KEYS = ("offer", "template", "variables", "priority", "channels")
+# Feed channels and their file formats (warehouse/feeds.py).
+FEED_CHANNELS = ("dco", "email")
 EVENT_KEYS = (
     "type",
     "sku",
@@ -215,6 +220,20 @@ def _kind_of(data_type: str) -> str | None:
     return None
 
 
+@functools.lru_cache(maxsize=4)
+def feed_variables(models_dir: Path = DBT_MODELS) -> tuple[str, ...]:
+    """The template variables a segment's `personalization` may name: the documented columns of
+    marts.personalization_variables (its dbt yml), person_id aside."""
+    for path in sorted(models_dir.rglob("*.yml")):
+        doc = yaml.safe_load(path.read_text()) or {}
+        for entry in doc.get("models") or []:
+            if entry.get("name") == "personalization_variables":
+                return tuple(
+                    c["name"] for c in entry.get("columns") or [] if c["name"] != "person_id"
+                )
+    return ()
+
+
 def attribute_catalog(models_dir: Path = DBT_MODELS) -> dict[str, Attribute]:
     """Every attribute a condition or `rank_by` may name: the documented, typed columns of the
     person-level tables (minus direct identifiers and keys) and of marts.segment_attributes."""
@@ -283,6 +302,7 @@ class Segment:
     line: int
     definition: dict
     path: Path | None = None
+    personalization: dict | None = None
 
     @property
     def version(self) -> str:
@@ -712,6 +732,9 @@ class _Checker:
                 f"`priority` of {what} orders segments within a `group`; add `group`",
             )
         rank_by, rank_order = self.rank_by(value, what)
+        personalization = None
+        if "personalization" in value:
+            personalization = self.personalization(value["personalization"], value, what)
         where = None
         if "where" in value:
             where = self.condition(value["where"], value.line_of("where"), f"`where` of {what}")
@@ -733,7 +756,65 @@ class _Checker:
             file=self.file,
             line=value.line,
             definition=_plain(value),
+            personalization=personalization,
         )
+
+    def personalization(self, raw, value: _Map, what: str) -> dict | None:
+        """The segment's feed entry: an offer, a message template and its variables (documented
+        columns of marts.personalization_variables), a priority among a person's segments (1
+        first) and the channels whose feeds carry it."""
+        line = value.line_of("personalization")
+        if not isinstance(raw, _Map):
+            self.problem(
+                line, f"`personalization` of {what} is a mapping of {_one_of(PERSONALIZATION_KEYS)}"
+            )
+            return None
+        self.keys(raw, PERSONALIZATION_KEYS, "`personalization`")
+        offer = self.text(raw, "offer", f"`personalization` of {what}")
+        template = raw.get("template")
+        if template is not None and (
+            not isinstance(template, str) or not SEGMENT_ID.match(template)
+        ):
+            self.problem(
+                raw.line_of("template"),
+                f"`template` of {what} must be an id like `loyalty_rewards`, got {template!r}",
+            )
+        variables = raw.get("variables", [])
+        known = feed_variables()
+        if not isinstance(variables, list) or not all(isinstance(v, str) for v in variables):
+            self.problem(raw.line_of("variables"), f"`variables` of {what} is a list of names")
+            variables = []
+        for name in variables:
+            if name not in known:
+                self.problem(
+                    raw.line_of("variables"),
+                    f"unknown template variable {name!r} in {what}; one of {_one_of(known)}"
+                    f"{_suggest(name, known)}",
+                )
+        priority = self.integer(raw, "priority", 1, f"`personalization` of {what}")
+        channels = raw.get("channels", list(FEED_CHANNELS))
+        if isinstance(channels, str):
+            channels = [channels]
+        if not isinstance(channels, list) or not channels:
+            self.problem(raw.line_of("channels"), f"`channels` of {what} is a list of channels")
+            channels = []
+        for channel in channels:
+            if channel not in FEED_CHANNELS:
+                self.problem(
+                    raw.line_of("channels"),
+                    f"unknown channel {channel!r} in {what}; one of {_one_of(FEED_CHANNELS)}"
+                    f"{_suggest(str(channel), FEED_CHANNELS)}",
+                )
+        if offer is None:
+            self.problem(line, f"`personalization` of {what} needs `offer`")
+            return None
+        return {
+            "offer": offer,
+            "template": template or "",
+            "variables": list(dict.fromkeys(variables)),
+            "priority": priority or 1,
+            "channels": sorted(set(channels)),
+        }
 
     def rank_by(self, value: _Map, what: str) -> tuple[str, str]:
         raw = value.get("rank_by", DEFAULT_RANK_BY)
@@ -961,6 +1042,11 @@ SEGMENT_COLUMNS = {
     "rank_order": "VARCHAR",
     "source_file": "VARCHAR",
     "source_line": "INTEGER",
+    "offer": "VARCHAR",
+    "message_template": "VARCHAR",
+    "template_variables": "VARCHAR[]",
+    "feed_priority": "INTEGER",
+    "feed_channels": "VARCHAR[]",
 }
 
 
@@ -1070,6 +1156,17 @@ def segment_rows(audiences: Audiences, min_size: int, holdout_share: float) -> l
             "rank_order": s.rank_order,
             "source_file": s.file,
             "source_line": s.line,
+            **(
+                {
+                    "offer": s.personalization["offer"],
+                    "message_template": s.personalization["template"] or None,
+                    "template_variables": s.personalization["variables"],
+                    "feed_priority": s.personalization["priority"],
+                    "feed_channels": s.personalization["channels"],
+                }
+                if s.personalization
+                else {}
+            ),
         }
         for s in audiences.segments
     ]

@@ -28,3 +28,16 @@
             | replace('__AS_OF__', as_of_date()) }}
     {%- endif -%}
 {%- endmacro %}
+
+{#
+    The discount a template offers by value tier (personalization_variables): the most valuable
+    need the least incentive; a person without a value estimate gets the introductory level.
+#}
+{% macro discount_for_tier(tier) -%}
+    case {{ tier }}
+        when 'gold' then 0.05
+        when 'silver' then 0.10
+        when 'bronze' then 0.15
+        else 0.20
+    end
+{%- endmacro %}

@@ -15,6 +15,7 @@ from warehouse.audiences import (
     compile_audiences,
     load_audiences,
     render,
+    segment_rows,
     write_audience_tables,
 )
 
@@ -450,3 +451,29 @@ def test_commands_refuse_an_invalid_folder_before_anything_runs(tmp_path, capsys
     (folder / "audience.yml").write_text("segments:\n" + _segment("event: {type: purchase}"))
     assert main(["segments", "validate"]) == 0
     assert "1 segment(s) in 1 file(s)" in capsys.readouterr().out
+
+
+def test_personalization_block_is_validated_and_stored(tmp_path, catalog):
+    bad = "segments:\n" + _segment(
+        "attribute: recency_days\nle: 7",
+        extra="\n    personalization:\n      template: Not An Id\n"
+        "      variables: [loyalty_teir]\n      channels: [sms]",
+    )
+    problems = "\n".join(_problems(tmp_path, bad, catalog))
+    assert "needs `offer`" in problems
+    assert "unknown template variable 'loyalty_teir'" in problems
+    assert "did you mean `loyalty_tier`?" in problems
+    assert "unknown channel 'sms'" in problems
+    assert "`template` of segment `s` must be an id" in problems
+
+    good = "segments:\n" + _segment(
+        "attribute: recency_days\nle: 7",
+        extra="\n    personalization:\n      offer: Ten percent off\n"
+        "      variables: [discount_level, discount_level]\n      priority: 2",
+    )
+    _write(tmp_path, good)
+    audiences = load_audiences(tmp_path, catalog, root=tmp_path)
+    row = segment_rows(audiences, 50, 0.1)[0]
+    assert row["offer"] == "Ten percent off" and row["feed_priority"] == 2
+    assert row["template_variables"] == ["discount_level"]
+    assert row["feed_channels"] == ["dco", "email"]

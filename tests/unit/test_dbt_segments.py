@@ -34,6 +34,12 @@ segments:
     group: tier
     priority: 1
     rank_by: {attribute: recency_days, order: asc}
+    personalization:
+      offer: VIP reward
+      template: loyalty_rewards
+      variables: [loyalty_tier]
+      priority: 1
+      channels: [email]
     where: {attribute: recency_days, le: 10}
   - id: active
     name: Active
@@ -50,6 +56,10 @@ segments:
     name: Everyone
     purpose: personalization
     holdout_share: {share}
+    personalization:
+      offer: Something for everyone
+      variables: [first_category_of_interest, discount_level]
+      priority: 2
     where: {attribute: is_known, eq: true}
   - id: urban_adults
     name: Urban adults
@@ -90,19 +100,21 @@ def _seed(con: duckdb.DuckDBPyConnection, recency: dict[str, int | None], extra:
     con.execute(
         "create or replace table marts.customer_features "
         "(person_id varchar, as_of date, recency_days bigint, frequency_365d bigint, "
-        "monetary_365d double, web_events_30d bigint)"
+        "monetary_365d double, web_events_30d bigint, top_category_365d varchar)"
     )
     con.executemany(
-        "insert into marts.customer_features values (?, null, ?, 1, 10.0, 0)",
+        "insert into marts.customer_features values (?, null, ?, 1, 10.0, 0, 'home')",
         [[p, recency.get(p, 1)] for p in persons],
     )
     con.execute(
         "create or replace table marts.customer_scores "
-        "(person_id varchar, as_of date, propensity_30d double)"
+        "(person_id varchar, as_of date, propensity_30d double, expected_spend_365d double, "
+        "propensity_model_version varchar, cluster_model_version varchar, "
+        "clv_model_version varchar)"
     )
     con.executemany(
-        "insert into marts.customer_scores values (?, null, ?)",
-        [[p, i / 10] for i, p in enumerate(persons)],
+        "insert into marts.customer_scores values (?, null, ?, ?, 'v1', null, 'v1')",
+        [[p, i / 10, 10.0 * i] for i, p in enumerate(persons)],
     )
     con.execute(
         "create or replace table marts.lookalike_scores (person_id varchar, seed_segment varchar, "
@@ -345,3 +357,66 @@ def test_size_drift_and_unpublished_segments_warn(runs):
     ]
     assert small == ["tiny: 1 members, below min_size 3: not published"]
     assert size_findings(runs["con"], 0.5)[0] == ["active: 2 -> 4 members (+100%, tolerance 50%)"]
+
+
+def test_personalization_feed_picks_the_first_offer_with_its_variables(runs, tmp_path):
+    from warehouse.feeds import verify_feeds, write_feeds
+
+    con = runs["con"]
+    feed = {
+        r[0]: r[1:]
+        for r in con.execute(
+            "select person_id, segment_id, offer, feed_channels, loyalty_tier, "
+            "first_category_of_interest, discount_level from marts.personalization_feed"
+        ).fetchall()
+    }
+    # run 2: vip is p1, p8, p9; p8 has no personalization consent, so no feed row at all
+    assert "p8" not in feed
+    assert {p for p, r in feed.items() if r[0] == "vip"} == {"p1", "p9"}
+    tiers = dict(
+        con.execute(
+            "select person_id, loyalty_tier from marts.personalization_variables"
+        ).fetchall()
+    )
+    for person in ("p1", "p9"):
+        offer, channels, tier, category, discount = feed[person][1:]
+        assert (offer, channels, tier) == ("VIP reward", ["email"], tiers[person])
+        assert category is None and discount is None  # not variables of the vip template
+    others = {p: r for p, r in feed.items() if r[0] == "everyone"}
+    # everyone's targeted members (holdouts drawn in run 1 stay held out) outside vip
+    targeted = {
+        p
+        for (p,) in con.execute(
+            "select person_id from marts.segment_members "
+            "where segment_id = 'everyone' and not is_holdout"
+        ).fetchall()
+    }
+    assert set(others) == targeted - {"p1", "p9"} and 0 < len(others) < 6
+    for _segment, offer, channels, tier, category, discount in others.values():
+        assert offer == "Something for everyone" and sorted(channels) == ["dco", "email"]
+        assert tier is None and category == "home" and discount is not None
+
+    as_of = con.execute("select max(as_of) from marts.segment_members").fetchall()[0][0]
+    report = write_feeds(con, tmp_path, as_of)
+    assert report["email"]["rows"] == len(feed) and report["dco"]["rows"] == len(others)
+    assert verify_feeds(con, tmp_path, as_of) == []
+    lines = (tmp_path / "feeds" / "email" / as_of.isoformat() / "feed.jsonl").read_text()
+    import json
+
+    rows = [json.loads(line) for line in lines.splitlines()]
+    assert all(r["offer"] for r in rows)
+    assert {r["person_id"] for r in rows} == set(feed)
+    # a person who loses consent is caught by the check on the written files
+    revoked = sorted(others)[0]
+    con.execute(
+        "update marts.customer_profiles set consent_personalization = false where person_id = ?",
+        [revoked],
+    )
+    try:
+        problems = verify_feeds(con, tmp_path, as_of)
+    finally:
+        con.execute(
+            "update marts.customer_profiles set consent_personalization = true where person_id = ?",
+            [revoked],
+        )
+    assert [p["channel"] for p in problems] == ["dco", "email"]

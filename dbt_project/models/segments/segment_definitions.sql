@@ -29,7 +29,12 @@ final as (
         rank_by,
         rank_order,
         source_file,
-        source_line
+        source_line,
+        offer,
+        message_template,
+        template_variables,
+        feed_priority,
+        feed_channels
     from declared
 
 )

@@ -4,6 +4,7 @@ import dagster as dg
 
 from orchestration.defs.layers import layer_key
 from orchestration.defs.publish.exports import EXPORTS_KEY
+from orchestration.defs.publish.feeds import FEEDS_KEY
 from orchestration.defs.resources import WarehouseResource
 from warehouse import audit
 from warehouse.publish import publish_snapshot
@@ -26,8 +27,11 @@ PUBLISHED_DEPS = [
     layer_key("segments", "segment_overlap"),
     layer_key("segments", "segment_lift"),
     layer_key("segments", "campaign_performance"),
-    # Publishing waits for the export gate: a run that failed it publishes nothing.
+    layer_key("segments", "personalization_variables"),
+    layer_key("segments", "personalization_feed"),
+    # Publishing waits for the export and feed gates: a run that failed one publishes nothing.
     EXPORTS_KEY,
+    FEEDS_KEY,
 ]
 
 
