@@ -50,7 +50,14 @@ def _query(channel: str) -> str:
 
 
 def _write(con: duckdb.DuckDBPyConnection, channel: str, path: Path) -> int:
-    reader = con.sql(_query(channel), params=[channel]).to_arrow_reader(_BATCH)
+    # a cursor of its own: the streamed result never blocks the connection's next statement
+    with con.cursor() as cursor:
+        return _write_from(
+            cursor.sql(_query(channel), params=[channel]).to_arrow_reader(_BATCH), channel, path
+        )
+
+
+def _write_from(reader, channel: str, path: Path) -> int:
     rows = 0
     if FORMATS[channel] == "csv":
         with pacsv.CSVWriter(str(path), reader.schema) as writer:
@@ -148,7 +155,9 @@ def verify_feeds(con: duckdb.DuckDBPyConnection, export_dir: str | Path, as_of: 
             [str(path)],
         ).fetchall()[0]
         if rows != manifest["rows"]:
-            problems.append({"channel": channel, "problem": f"{rows} rows, manifest says {manifest['rows']}"})
+            problems.append(
+                {"channel": channel, "problem": f"{rows} rows, manifest says {manifest['rows']}"}
+            )
         if unconsented:
             problems.append({"channel": channel, "problem": f"{unconsented} rows without consent"})
         if held_out:
