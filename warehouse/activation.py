@@ -384,7 +384,8 @@ def verify_exports(
 ) -> list[dict]:
     """Problems with the `as_of` exports: a file that differs from its manifest (checksum, row
     count), a full-file row that no consented non-holdout member of the segment produces, a
-    hashed column holding anything but a SHA-256 digest, or deltas that contradict the file."""
+    hashed column holding anything but a SHA-256 digest, or deltas that contradict the file.
+    `con` is configured as every warehouse connection is (`configure_connection`)."""
     register_platform_macros(con)
     problems: list[dict] = []
 

@@ -210,8 +210,11 @@ def test_failed_gate_stops_downstream_and_keeps_the_snapshot(pipeline, tmp_path)
     assert hashlib.sha256(serving_copy.read_bytes()).hexdigest() == before
 
 
-def test_activation_exports_are_consented_and_pseudonymous(pipeline, warehouse):
-    from warehouse.activation import verify_exports
+def test_activation_exports_are_consented_and_pseudonymous(pipeline, warehouse, tmp_path):
+    import json
+
+    from warehouse.activation import export_segments, verify_exports
+    from warehouse.connection import configure_connection
 
     settings = pipeline["settings"]
     as_of = warehouse.execute("select max(as_of) from marts.segment_members").fetchone()[0]
@@ -222,18 +225,42 @@ def test_activation_exports_are_consented_and_pseudonymous(pipeline, warehouse):
             "using (segment_id) where d.purpose = 'ad_targeting' and s.published"
         ).fetchall()
     }
-    exported = {p.parent.parent.name for p in settings.export_dir.glob("*/*/manifest.json")}
-    assert ad_segments and ad_segments <= exported
-    assert verify_exports(warehouse, settings.export_dir, as_of) == []
+    manifests = {
+        (m["segment_id"], m["platform"]): m
+        for m in (
+            json.loads(p.read_text())
+            for p in settings.export_dir.glob(f"*/{as_of.isoformat()}/*/manifest.json")
+        )
+    }
+    # every published ad segment has a Google and a Meta manifest: exported, or held back
+    # below the platform's minimum audience
+    assert ad_segments
+    for segment in ad_segments:
+        for platform in ("google", "meta"):
+            manifest = manifests[(segment, platform)]
+            minimum = settings.platform_min_audience[platform]
+            assert manifest["status"] == (
+                "exported" if manifest["audience_rows"] >= minimum else "below_minimum"
+            )
+    con = warehouse.cursor()  # configured as the pipeline's connections are
+    configure_connection(con, settings.hmac_key.encode(), settings.phone_region)
+    assert verify_exports(con, settings.export_dir, as_of) == []
+    assert "exports_consented" not in {c for _, c, _ in pipeline["outcome"].failed_checks}
+    # the same warehouse with a minimum audience of one: real files for every platform
+    report = export_segments(con, tmp_path, as_of, {"google": 1, "meta": 1, "parquet": 1})
+    statuses = {(s, p): v["status"] for s, r in report["segments"].items() for p, v in r.items()}
+    assert {statuses[(s, "google")] for s in ad_segments} == {"exported"}
+    assert verify_exports(con, tmp_path, as_of) == []
     emails = {
         e
         for (e,) in warehouse.execute(
             "select distinct email from marts.customer_profiles where email is not null"
         ).fetchall()
     }
-    for audience in settings.export_dir.glob("*/*/audience.csv"):
-        text = audience.read_text()
-        assert not any(e in text for e in list(emails)[:200])
+    for folder in (settings.export_dir, tmp_path):
+        for audience in folder.glob("*/*/*/*.csv"):
+            text = audience.read_text()
+            assert not any(e in text for e in list(emails)[:200])
 
 
 def test_access_requests_are_answered_once_and_audited(pipeline, warehouse):
@@ -789,3 +816,47 @@ def test_persona_clusters_follow_the_true_personas(pipeline, warehouse):
     assert figures["placed_persons_with_truth"] >= 100
     # chance agreement is an ARI of 0
     assert figures["ari"] > 0.05, figures
+
+
+def test_campaign_measurement_finds_the_generated_effects(pipeline, warehouse):
+    """Each randomised campaign's lift over its control, measured on our own sales, against the
+    generator's truth. The six campaigns are judged together at a family-wise 5% (Bonferroni):
+    every interval covers the true lift, no campaign without an effect is significant, and a
+    true effect is significant wherever the arms have the power (0.8) to find it."""
+    from ml.campaign_measurement import ALPHA, POWER, compare
+    from ml.stats import power_two_proportions
+
+    truth = {r["campaign_id"]: r for r in _truth(pipeline["landing"], "campaigns.csv")}
+    rows = warehouse.execute(
+        "select campaign_id, baseline, n_treatment, buyers_treatment, n_baseline, "
+        "buyers_baseline, significant from marts.campaign_comparison where comparison = 'lift'"
+    ).fetchall()
+    measured = {r[0]: r for r in rows if r[0] in truth}
+    assert set(measured) == set(truth)
+    for campaign, t in truth.items():
+        _, baseline, n_t, conv_t, n_c, conv_c, significant = measured[campaign]
+        assert baseline == "control"
+        # the arms the pipeline rebuilt from the public split are the generator's, up to
+        # identity resolution
+        assert abs(n_t - int(t["reached"])) <= 0.05 * int(t["reached"]), campaign
+        assert abs(n_c - int(t["control"])) <= 0.05 * int(t["control"]), campaign
+        wide = compare(conv_t, n_t, conv_c, n_c, alpha=ALPHA / len(truth))
+        true_lift = float(t["true_conversion_lift"])
+        assert wide["relative_lift_ci_low"] <= true_lift <= wide["relative_lift_ci_high"], campaign
+        if float(t["true_uplift"]) == 1.0:
+            assert wide["p_value"] >= ALPHA / len(truth), campaign
+        else:
+            rate_c = float(t["expected_rate_control"])
+            rate_t = float(t["expected_rate_reached"])
+            if power_two_proportions(rate_c, rate_t / rate_c - 1.0, n_t, n_c, ALPHA) >= POWER:
+                assert significant, campaign
+    ab = warehouse.execute(
+        "select campaign_id, baseline, significant from marts.campaign_comparison "
+        "where comparison = 'ab' order by campaign_id"
+    ).fetchall()
+    assert [(a, b) for a, b, _ in ab] == [
+        ("cmp_email_subject_a", "cmp_email_subject_b"),
+        ("cmp_meta_creative_a", "cmp_meta_creative_b"),
+    ]
+    # two subject lines with the same true effect: no difference found
+    assert ab[0][2] is False

@@ -20,7 +20,13 @@ pytestmark = pytest.mark.slow
 
 
 def _run(root: Path):
-    outcome, _ = run_pipeline(root, root / "landing", MICROSEG_HMAC_KEY="privacy-test-key")
+    # a minimum audience of one: the small test audiences reach the platform files
+    outcome, _ = run_pipeline(
+        root,
+        root / "landing",
+        MICROSEG_HMAC_KEY="privacy-test-key",
+        MICROSEG_PLATFORM_MIN_AUDIENCE="google=1,meta=1,parquet=1",
+    )
     assert outcome.exit_code == 0, (outcome.failed_checks, outcome.step_failures)
     return outcome
 
@@ -33,13 +39,19 @@ def _crm_rows(landing: Path) -> list[dict]:
     return rows
 
 
+def _sha(text: str) -> str:
+    return hashlib.sha256(text.encode()).hexdigest()
+
+
 def _digits(phone: str) -> str:
     return "".join(ch for ch in phone if ch.isdigit())[-10:]
 
 
-def _pick_subject(landing: Path) -> dict:
-    """A known person with their own email (not a family's), phone and a purchase history."""
+def _pick_subject(landing: Path, uploaded: bytes = b"") -> dict:
+    """A known person with their own email (not a family's), phone and a purchase history;
+    one whose hashed email is in `uploaded` (platform files) when there is one."""
     rows = _crm_rows(landing)
+    rows.sort(key=lambda r: _sha(r["email"].strip().lower()).encode() not in uploaded)
     emails = [r["email"].strip().lower() for r in rows if r["email"].strip()]
     phones = [_digits(r["phone"]) for r in rows if r["phone"].strip()]
     for row in rows:
@@ -84,21 +96,34 @@ def erased(tmp_path_factory):
     root = tmp_path_factory.mktemp("privacy")
     landing = root / "landing"
     generate(landing, customers=300, days=90, seed=11)
-    subject = _pick_subject(landing)
-    email = subject["email"].strip().lower()
     _run(root)
+    full_files = list((root / "exports").rglob("full.csv"))
+    subject = _pick_subject(landing, b"".join(path.read_bytes() for path in full_files))
+    email = subject["email"].strip().lower()
     con = duckdb.connect(str(root / "warehouse.duckdb"), read_only=True)
     person = con.execute(
         "select person_id from marts.customer_profiles where email = ?", [email]
     ).fetchall()
     con.close()
     assert person, "the subject has a profile before erasure"
+    uploaded = {
+        # (segment, platform) of every platform list that held the person
+        (path.relative_to(root / "exports").parts[0], path.parent.name)
+        for path in full_files
+        if _sha(email).encode() in path.read_bytes()
+    }
     (landing / "privacy" / "erasure_request.csv").write_text(
         "request_id,request_type,subject_type,subject_id,requested_at\n"
         f"DSR-erase-1,erasure,email,{subject['email']},2026-06-30T12:00:00Z\n"
     )
     _run(root)
-    return {"root": root, "subject": subject, "email": email, "person_id": person[0][0]}
+    return {
+        "root": root,
+        "subject": subject,
+        "email": email,
+        "person_id": person[0][0],
+        "uploaded": uploaded,
+    }
 
 
 def test_person_is_gone_from_every_table(erased):
@@ -120,6 +145,22 @@ def test_person_is_gone_from_every_table(erased):
 
 def test_no_file_the_pipeline_wrote_holds_their_email(erased):
     assert _files_mentioning(erased["root"], erased["email"].encode()) == []
+
+
+def test_erasure_reaches_the_platform_lists(erased):
+    """Every platform list that held the person gets their row in its removes delta; no full
+    file or adds delta holds them any more."""
+    exports = erased["root"] / "exports"
+    hashed = _sha(erased["email"]).encode()
+    assert erased["uploaded"], "the subject was in a platform file before erasure"
+    holding = {
+        (path.relative_to(exports).parts[0], path.parent.name, path.name)
+        for path in exports.rglob("*.csv")
+        if hashed in path.read_bytes()
+    }
+    assert holding == {
+        (segment, platform, "removes.csv") for segment, platform in erased["uploaded"]
+    }
 
 
 def test_erasure_is_logged_once_and_keyed(erased):
