@@ -76,8 +76,8 @@ def _write_from(reader, channel: str, path: Path) -> int:
 def write_feeds(con: duckdb.DuckDBPyConnection, export_dir: str | Path, as_of: date) -> dict:
     """Write `<export_dir>/feeds/<channel>/<as_of>/feed.<csv|jsonl>` and its manifest for every
     channel (an empty feed still gets its file: the channel then shows nobody). A folder is
-    written beside and swapped in whole, so a reader never sees half a feed. Returns rows per
-    channel and segment."""
+    written beside and swapped in whole, so a reader never sees half a feed; the feeds of other
+    dates are then removed. Returns rows per channel and segment."""
     report: dict = {}
     for channel in FEED_CHANNELS:
         folder = Path(export_dir) / "feeds" / channel / as_of.isoformat()
@@ -109,6 +109,11 @@ def write_feeds(con: duckdb.DuckDBPyConnection, export_dir: str | Path, as_of: d
             if folder.exists():
                 shutil.rmtree(folder)
             staging.rename(folder)
+            # a feed is the current state: earlier runs' feeds go, and with them anyone erased,
+            # revoked or no longer targeted since
+            for older in folder.parent.iterdir():
+                if older != folder and not older.name.startswith("."):
+                    shutil.rmtree(older)
         except Exception:
             shutil.rmtree(staging, ignore_errors=True)
             raise

@@ -397,7 +397,11 @@ def test_personalization_feed_picks_the_first_offer_with_its_variables(runs, tmp
         assert tier is None and category == "home" and discount is not None
 
     as_of = con.execute("select max(as_of) from marts.segment_members").fetchall()[0][0]
+    earlier = tmp_path / "feeds" / "email" / "2026-01-01"
+    earlier.mkdir(parents=True)
+    (earlier / "feed.jsonl").write_text('{"person_id": "erased"}\n')
     report = write_feeds(con, tmp_path, as_of)
+    assert not earlier.exists()  # an earlier feed (and whoever it held) is gone
     assert report["email"]["rows"] == len(feed) and report["dco"]["rows"] == len(others)
     assert verify_feeds(con, tmp_path, as_of) == []
     lines = (tmp_path / "feeds" / "email" / as_of.isoformat() / "feed.jsonl").read_text()
