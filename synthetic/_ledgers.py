@@ -6,6 +6,7 @@ import numpy as np
 import pyarrow as pa
 
 from synthetic import _vocab as V
+from synthetic._campaigns import CRM_LIST_SEGMENT, EXPERIMENTS, RUN_DAYS
 from synthetic._io import Sink
 from synthetic._population import Population, e164
 from synthetic._text import ids, iso, num, pick
@@ -269,29 +270,40 @@ SEGMENTS = [
 
 
 def write_campaigns(end_s: int, sink: Sink, rng: np.random.Generator, inject: bool) -> None:
-    """Daily results of a few campaigns over the last four weeks."""
+    """Daily results of a few campaigns over the last four weeks: segment campaigns, and the
+    randomised CRM-list experiments of synthetic._campaigns with their split (salt, arm range)."""
     end_day = np.datetime64(end_s - 1, "s").astype("datetime64[D]")
-    run_days = 28
-    rows = len(SEGMENTS) * run_days
-    seg = np.repeat(np.arange(len(SEGMENTS)), run_days)
-    day = end_day - (run_days - 1) + np.tile(np.arange(run_days), len(SEGMENTS))
-    impressions = rng.poisson(np.array([20_000, 35_000, 8_000, 50_000])[seg])
-    clicks = rng.binomial(impressions, np.array([0.02, 0.03, 0.06, 0.012])[seg])
+    run_days = RUN_DAYS
+    targets = [(s[0], s[1], s[2], None, None, None) for s in SEGMENTS] + [
+        (CRM_LIST_SEGMENT, e.platform, e.campaign_id, e.salt, e.arm_from, e.arm_to)
+        for e in EXPERIMENTS
+    ]
+    reach = np.array([20_000, 35_000, 8_000, 50_000] + [4_000] * len(EXPERIMENTS))
+    ctr = np.array([0.02, 0.03, 0.06, 0.012] + [0.03] * len(EXPERIMENTS))
+    cpm = np.array([0.006, 0.006, 0.0005, 0.006] + [0.0005] * len(EXPERIMENTS))
+    rows = len(targets) * run_days
+    seg = np.repeat(np.arange(len(targets)), run_days)
+    day = end_day - (run_days - 1) + np.tile(np.arange(run_days), len(targets))
+    impressions = rng.poisson(reach[seg])
+    clicks = rng.binomial(impressions, ctr[seg])
     conversions = rng.binomial(clicks, 0.05)
-    spend = np.round(np.where(seg == 2, 0.0005, 0.006) * impressions + 0.4 * clicks, 2)
+    spend = np.round(cpm[seg] * impressions + 0.4 * clicks, 2)
     value = np.round(conversions * rng.lognormal(np.log(70), 0.3, rows), 2)
     table = pa.table(
         {
             "date": pa.array(np.datetime_as_string(day), pa.string()),
-            "platform": pick([s[1] for s in SEGMENTS], seg),
-            "campaign_id": pick([s[2] for s in SEGMENTS], seg),
-            "segment_id": pick([s[0] for s in SEGMENTS], seg),
+            "platform": pick([t[1] for t in targets], seg),
+            "campaign_id": pick([t[2] for t in targets], seg),
+            "segment_id": pick([t[0] for t in targets], seg),
             "launched_on": pa.array([str(end_day - (run_days - 1))] * rows, pa.string()),
             "impressions": pa.array(impressions.astype(np.int64)),
             "clicks": pa.array(clicks.astype(np.int64)),
             "spend": pa.array(spend),
             "conversions": pa.array(conversions.astype(np.int64)),
             "conversion_value": pa.array(value),
+            "split_salt": pa.array([targets[k][3] for k in seg], pa.string()),
+            "arm_from": pa.array([targets[k][4] for k in seg], pa.float64()),
+            "arm_to": pa.array([targets[k][5] for k in seg], pa.float64()),
         }
     )
     faults = [("unparseable_date", rows // 2, {"date": "2026-13-45"})] if inject else []

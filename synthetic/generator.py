@@ -12,6 +12,7 @@ import pyarrow.csv as pacsv
 
 from synthetic import _vocab as V
 from synthetic._activity import catalog, simulate, web_sessions, write_pos, write_web
+from synthetic._campaigns import RUN_DAYS, add_campaign_purchases, assignment, campaign_truth
 from synthetic._io import Sink
 from synthetic._ledgers import write_campaigns, write_consent, write_enrichment, write_privacy
 from synthetic._population import build_population, crm_records
@@ -20,7 +21,7 @@ from synthetic._population import build_population, crm_records
 # landing zones can tell versions apart. 2: Faker name vocabularies with census/SSA frequencies
 # and a rare-surname tail; name and day/month birth-date swaps on secondary CRM records.
 # 3: enrichment/geo_demographics.csv, the geo-demographics of every postcode a person can have.
-GENERATOR_VERSION = 3
+GENERATOR_VERSION = 4
 LARGE_RUN = 200_000  # customers from which files are Parquet and no faults are injected
 SOURCES = ["crm", "pos", "web", "consent", "privacy", "campaigns", "enrichment"]
 
@@ -109,6 +110,10 @@ def generate(
     )
 
     act = simulate(pop, pop.has_crm, _rng(seed, 3))
+    launch = float(max(days - RUN_DAYS, 0))
+    crm_ids = crm_keys.column("crm_customer_id").combine_chunks()
+    reached, on_list = assignment(crm_ids, crm_sorted, pop.n)
+    act = add_campaign_purchases(pop, act, reached, launch, _rng(seed, 11))
     cat_ = catalog(seed)
     txn_id, email_pos, card_pos = write_pos(pop, act, cat_, start_s, sink, _rng(seed, 4), inject)
     sessions = web_sessions(pop, act, _rng(seed, 5))
@@ -201,6 +206,9 @@ def generate(
         }
     )
     pacsv.write_csv(faults, truth / "faults.csv")
+    if "campaigns" in kept and "crm" in kept:
+        campaigns = campaign_truth(pop, reached, on_list, launch)
+        pacsv.write_csv(campaigns, truth / "campaigns.csv")
 
     fault_counts = {s: sum(1 for f in sink.faults if f[0] == s) for s in kept}
     return {

@@ -133,6 +133,9 @@ CONTRACT = {
             "spend",
             "conversions",
             "conversion_value",
+            "split_salt",
+            "arm_from",
+            "arm_to",
         },
     },
 }
@@ -573,6 +576,51 @@ def test_secondary_records_have_day_month_swapped_birth_dates(people):
     assert not swapped[~secondary].any()
     share = swapped[secondary & has].mean()
     assert 0.015 <= share <= 0.045, share
+
+
+def test_campaign_experiments_expose_their_split_and_their_truth(run):
+    """The landing results carry each experiment's public split; recomputed from them over each
+    person's smallest CRM id, it reaches exactly the persons the generator treated."""
+    out, _ = run
+    c = duckdb.connect()
+    c.read_csv(str(out / "_truth" / "identity.csv")).create_view("identity")
+    c.read_csv(str(out / "_truth" / "campaigns.csv")).create_view("truth")
+    c.read_csv(str(out / "campaigns" / "*.csv"), all_varchar=True).create_view("results")
+    rows = c.execute(
+        """
+        with arms as (
+            select distinct campaign_id, split_salt,
+                cast(arm_from as double) as arm_from, cast(arm_to as double) as arm_to
+            from results where split_salt is not null
+        ),
+        first_records as (
+            select true_person_id, min(source_key) as crm_customer_id from identity
+            where source_system in ('shop_crm', 'loyalty_crm') group by true_person_id
+        ),
+        buckets as (
+            select arms.campaign_id, f.true_person_id,
+                (('0x' || left(sha256(arms.split_salt || '|' || f.crm_customer_id), 8))::ubigint
+                    / 4294967296.0) as b, arms.arm_from, arms.arm_to
+            from arms cross join first_records as f
+        ),
+        reached as (
+            select campaign_id, count(distinct true_person_id) as n
+            from buckets where b >= arm_from and b < arm_to group by campaign_id
+        )
+        select truth.campaign_id, truth.reached, reached.n, truth.true_uplift,
+            truth.true_conversion_lift
+        from truth left join reached using (campaign_id)
+        order by truth.campaign_id
+        """
+    ).fetchall()
+    assert len(rows) == 6
+    for campaign, expected, recomputed, uplift, lift in rows:
+        assert expected == recomputed > 0, campaign
+        if uplift == 1.0:
+            assert lift == 0.0, campaign
+        else:
+            assert lift > 0.0, campaign
+    assert {r[3] for r in rows} > {1.0}
 
 
 def test_generator_version_is_reported(run):

@@ -2,6 +2,8 @@
     Campaign results per day and segment, with lift measured on our own sales: members who
     were not held out against the segment's holdout, both from the membership snapshot at
     launch (or the earliest snapshot when the segment was first built after the launch).
+    A randomised experiment on the CRM list (split_salt given) compares instead the persons its
+    split reached against the experiment's control (docs/measurement.md).
 #}
 with
 
@@ -14,6 +16,16 @@ campaigns as (
 history as (
 
     select * from {{ ref('segment_membership_history') }}
+
+),
+
+crm_records as (
+
+    select
+        source_key as crm_customer_id,
+        person_id
+    from {{ ref('identity_map') }}
+    where source_system not in ('pos', 'web') and person_id is not null
 
 ),
 
@@ -32,9 +44,88 @@ launches as (
     select
         campaign_id,
         segment_id,
-        coalesce(min(launched_on), min(date)) as launched_on
+        coalesce(min(launched_on), min(date)) as launched_on,
+        max(split_salt) as split_salt,
+        max(arm_from) as arm_from,
+        max(arm_to) as arm_to
     from campaigns
     group by campaign_id, segment_id
+
+),
+
+experiment_arms as (
+
+    select
+        campaign_id,
+        segment_id,
+        launched_on,
+        split_salt,
+        arm_from,
+        arm_to
+    from launches
+    where split_salt is not null and arm_from is not null and arm_to is not null
+
+),
+
+experiment_salts as (
+
+    select distinct split_salt
+    from experiment_arms
+
+),
+
+first_records as (
+
+    -- the list deduplicated to one record per person: the smallest crm_customer_id
+    select
+        person_id,
+        min(crm_customer_id) as crm_customer_id
+    from crm_records
+    group by person_id
+
+),
+
+record_buckets as (
+
+    -- the public split: first 32 bits of sha256(salt|crm_customer_id) over 2^32
+    select
+        experiment_salts.split_salt,
+        first_records.person_id,
+        cast(
+            cast(
+                '0x' || left(
+                    sha256(experiment_salts.split_salt || '|' || first_records.crm_customer_id), 8
+                ) as ubigint
+            ) as double
+        ) / 4294967296.0 as split_bucket
+    from experiment_salts
+    cross join first_records
+
+),
+
+person_arms as (
+
+    select
+        experiment_arms.campaign_id,
+        experiment_arms.segment_id,
+        experiment_arms.split_salt,
+        record_buckets.person_id,
+        record_buckets.split_bucket >= experiment_arms.arm_from
+        and record_buckets.split_bucket < experiment_arms.arm_to as is_reached
+    from experiment_arms
+    inner join record_buckets on experiment_arms.split_salt = record_buckets.split_salt
+
+),
+
+split_controls as (
+
+    -- on the list and reached by no campaign of the experiment
+    select
+        split_salt,
+        person_id
+    from person_arms
+    group by split_salt, person_id
+    having not bool_or(is_reached)
 
 ),
 
@@ -59,7 +150,17 @@ cohort_dates as (
         ) as cohort_as_of
     from launches
     left join snapshots on launches.segment_id = snapshots.segment_id
+    where launches.split_salt is null or launches.arm_from is null or launches.arm_to is null
     group by launches.campaign_id, launches.segment_id, launches.launched_on
+
+    union all
+
+    select
+        campaign_id,
+        segment_id,
+        launched_on,
+        null as cohort_as_of
+    from experiment_arms
 
 ),
 
@@ -76,6 +177,32 @@ cohort as (
         on
             cohort_dates.segment_id = history.segment_id
             and cohort_dates.cohort_as_of = history.as_of
+
+    union all
+
+    select
+        person_arms.campaign_id,
+        person_arms.segment_id,
+        experiment_arms.launched_on,
+        person_arms.person_id,
+        false as is_holdout
+    from person_arms
+    inner join experiment_arms
+        on
+            person_arms.campaign_id = experiment_arms.campaign_id
+            and person_arms.segment_id = experiment_arms.segment_id
+    where person_arms.is_reached
+
+    union all
+
+    select
+        experiment_arms.campaign_id,
+        experiment_arms.segment_id,
+        experiment_arms.launched_on,
+        split_controls.person_id,
+        true as is_holdout
+    from experiment_arms
+    inner join split_controls on experiment_arms.split_salt = split_controls.split_salt
 
 ),
 
@@ -134,6 +261,9 @@ measured as (
         campaigns.platform,
         cohort_dates.launched_on,
         cohort_dates.cohort_as_of,
+        campaigns.split_salt,
+        campaigns.arm_from,
+        campaigns.arm_to,
         campaigns.impressions,
         campaigns.clicks,
         campaigns.spend,
@@ -170,6 +300,9 @@ final as (
         launched_on,
         cohort_as_of,
         cohort_as_of > launched_on as cohort_after_launch,
+        split_salt,
+        arm_from,
+        arm_to,
         impressions,
         clicks,
         spend,

@@ -7,6 +7,7 @@ from pathlib import Path
 import dagster as dg
 
 import ml
+from ml.campaign_measurement import build_campaign_comparison
 from ml.registry import ArtifactError
 from ml.scoring import PinError
 from ml.segment_lift import build_segment_lift
@@ -262,4 +263,22 @@ def segment_lift(warehouse: WarehouseResource):
     )
 
 
-ml_assets = [customer_scores, audience_files, segment_lift]
+@dg.asset(
+    **table_spec_kwargs("segments", "campaign_comparison", "marts.campaign_comparison"),
+    kinds={"scipy", "duckdb"},
+    deps=[layer_key("segments", "campaign_performance")],
+)
+def campaign_comparison(warehouse: WarehouseResource):
+    """Each campaign's conversion lift over its holdout or control, and A/B comparisons of the
+    campaigns of one randomised experiment, with intervals, p-values and sample sizes."""
+    with warehouse.connect() as con:
+        as_of = warehouse.resolve_as_of(con)
+        table = build_campaign_comparison(con, as_of)
+        meta = table_metadata(con, "marts.campaign_comparison")
+    significant = sum(bool(v) for v in table.column("significant").to_pylist())
+    return dg.MaterializeResult(
+        metadata={"as_of": as_of.isoformat(), **meta, "significant": significant}
+    )
+
+
+ml_assets = [customer_scores, audience_files, segment_lift, campaign_comparison]

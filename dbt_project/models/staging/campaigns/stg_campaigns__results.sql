@@ -19,6 +19,10 @@ keyed as (
         source.spend,
         source.conversions,
         source.conversion_value,
+        -- the randomised split of an experiment: optional columns the raw spec keeps in _extra
+        nullif(trim(json_extract_string(source._extra, '$.split_salt')), '') as split_salt,
+        try_cast(json_extract_string(source._extra, '$.arm_from') as double) as arm_from,
+        try_cast(json_extract_string(source._extra, '$.arm_to') as double) as arm_to,
         source._loaded_at,
         source._file,
         source._row_number
@@ -58,7 +62,10 @@ final as (
         cast(ranked.clicks as bigint) as clicks,
         cast(ranked.spend as double) as spend,
         cast(ranked.conversions as bigint) as conversions,
-        cast(ranked.conversion_value as double) as conversion_value
+        cast(ranked.conversion_value as double) as conversion_value,
+        ranked.split_salt,
+        ranked.arm_from,
+        ranked.arm_to
     from ranked
     where ranked.delivery_rank = 1
 
