@@ -24,19 +24,13 @@ from sklearn.ensemble import HistGradientBoostingClassifier
 from sklearn.metrics import adjusted_rand_score, normalized_mutual_info_score
 from sklearn.model_selection import StratifiedKFold, cross_val_predict
 
+from bench.truth import TRUTH_CTES, truth_params
 from ml._db import feature_select
 from ml.clusters import DESCRIBE_FEATURES, FIT_FEATURES
 
-_SQL = """
-with truth as (select * from read_csv($identity, all_varchar = true)),
-persons as (select * from read_csv($persons, all_varchar = true)),
-mapped as (
-    select m.person_id, mode(t.true_person_id) as true_person_id
-    from marts.identity_map as m join truth as t using (source_system, source_key)
-    where m.person_id is not null
-    group by m.person_id
-)
-select s.cluster_id, p.persona, {features}
+_SQL = f"""
+with {TRUTH_CTES}
+select s.cluster_id, p.persona, __FEATURES__
 from marts.customer_scores as s
 join ml.cluster_features as f using (person_id)
 join mapped using (person_id)
@@ -64,11 +58,9 @@ def _ceiling(x: np.ndarray, y: np.ndarray, seed: int) -> tuple[float, float]:
 
 
 def evaluate(con: duckdb.DuckDBPyConnection, landing: Path, seed: int = 42) -> dict:
-    truth = landing / "_truth"
     features = list(DESCRIBE_FEATURES)
     rows = con.execute(
-        _SQL.format(features=feature_select(features, "f")),
-        {"identity": str(truth / "identity.csv"), "persons": str(truth / "persons.csv")},
+        _SQL.replace("__FEATURES__", feature_select(features, "f")), truth_params(landing)
     ).fetchnumpy()
     clusters = np.asarray(rows["cluster_id"])
     personas = np.asarray(rows["persona"]).astype(str)

@@ -21,18 +21,12 @@ from pathlib import Path
 
 import duckdb
 
+from bench.truth import TRUTH_CTES, truth_params
 from ml.lookalike import TIERS, score_lookalikes
 
-_TRUTH_SQL = """
+_TRUTH_SQL = f"""
 create or replace temp table lookalike_truth as
-with truth as (select * from read_csv($identity, all_varchar = true)),
-persons as (select * from read_csv($persons, all_varchar = true)),
-mapped as (
-    select m.person_id, mode(t.true_person_id) as true_person_id
-    from marts.identity_map as m join truth as t using (source_system, source_key)
-    where m.person_id is not null
-    group by m.person_id
-)
+with {TRUTH_CTES}
 select l.*, p.persona, cast(p.p_purchase_30d as double) as p30
 from marts.lookalike_scores as l
 left join mapped using (person_id)
@@ -48,11 +42,7 @@ def evaluate(con: duckdb.DuckDBPyConnection, landing: Path, seed_segment: str | 
     report.update(holdout_auc=metrics.get("holdout_auc"), warnings=metrics["warnings"])
     if metrics["status"] != "trained":
         return report
-    truth = landing / "_truth"
-    con.execute(
-        _TRUTH_SQL,
-        {"identity": str(truth / "identity.csv"), "persons": str(truth / "persons.csv")},
-    )
+    con.execute(_TRUTH_SQL, truth_params(landing))
     mix = con.execute(
         "select persona, count(*) from lookalike_truth where is_lookalike_seed "
         "group by 1 order by 2 desc, 1"

@@ -8,7 +8,6 @@ writes each channel's rows and proves it again from the files (`verify_feeds`).
 
 from __future__ import annotations
 
-import hashlib
 import json
 import shutil
 import uuid
@@ -19,6 +18,7 @@ import duckdb
 import pyarrow.csv as pacsv
 
 from warehouse.audiences import FEED_CHANNELS, feed_variables
+from warehouse.ingest import file_sha256
 
 FEED_FORMAT_VERSION = "1"
 FEED_TABLE = "marts.personalization_feed"
@@ -29,14 +29,6 @@ _BATCH = 100_000
 
 def _columns() -> list[str]:
     return ["person_id", "segment_id", "offer", "message_template", *feed_variables()]
-
-
-def _sha256_file(path: Path) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as handle:
-        for block in iter(lambda: handle.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
 
 
 def _query(channel: str) -> str:
@@ -101,7 +93,7 @@ def write_feeds(con: duckdb.DuckDBPyConnection, export_dir: str | Path, as_of: d
                 "format_version": FEED_FORMAT_VERSION,
                 "file": name,
                 "rows": rows,
-                "sha256": _sha256_file(staging / name),
+                "sha256": file_sha256(staging / name),
                 "columns": _columns(),
                 "rows_per_segment": segments,
             }
@@ -133,7 +125,7 @@ def verify_feeds(con: duckdb.DuckDBPyConnection, export_dir: str | Path, as_of: 
             continue
         manifest = json.loads(manifest_path.read_text())
         path = folder / manifest["file"]
-        if not path.exists() or _sha256_file(path) != manifest["sha256"]:
+        if not path.exists() or file_sha256(path) != manifest["sha256"]:
             problems.append({"channel": channel, "problem": f"{path.name} differs from manifest"})
             continue
         if FORMATS[channel] == "csv":
