@@ -132,4 +132,68 @@ def propensity_backtest_auc(warehouse: WarehouseResource):
     )
 
 
-model_checks = [propensity_backtest_auc]
+def lifetime_value_finding(con: duckdb.DuckDBPyConnection) -> Finding:
+    """Values no BG/NBD or Gamma-Gamma fit can give (negative expectations, a probability
+    outside 0-1, more purchases in 90 days than in 365) block; a model that was not trained
+    warns with its reason."""
+    if not table_exists(con, "marts", "customer_scores"):
+        return _warn("marts.customer_scores is missing")
+    bad, filled, consented = con.execute(
+        """
+        select
+            count(*) filter (
+                where expected_transactions_90d < 0
+                    or expected_spend_365d < 0
+                    or probability_alive not between 0 and 1
+                    or expected_transactions_90d > expected_transactions_365d + 1e-9
+            ),
+            count(expected_transactions_90d),
+            count(*) filter (where rfm_cell is not null)
+        from marts.customer_scores
+        """
+    ).fetchall()[0]
+    meta = {"persons_with_value": int(filled), "impossible_values": int(bad)}
+    if bad:
+        return Finding(False, True, f"{bad} persons with impossible lifetime values", meta)
+    latest = (
+        con.execute(
+            "select version, status, reason from ml.model_runs "
+            "where model_name = 'customer_lifetime_value' "
+            "order by trained_at desc, version desc limit 1"
+        ).fetchall()
+        if table_exists(con, "ml", "model_runs")
+        else []
+    )
+    if latest and latest[0][1] != "trained":
+        return _warn(
+            f"customer_lifetime_value {latest[0][0]} not trained ({latest[0][1]}): {latest[0][2]}",
+            **meta,
+        )
+    if consented and not filled:
+        return _warn("no scored person has a lifetime value", **meta)
+    return Finding(True, False, f"{filled} persons with a lifetime value", meta)
+
+
+@dg.asset_check(
+    asset=SCORES_KEY,
+    name="lifetime_value_plausible",
+    blocking=True,
+    description=(
+        "Stops the run when a lifetime value is impossible (negative expected purchases or "
+        "spend, a probability alive outside 0 to 1, more purchases expected in 90 days than in "
+        "365): such values would rank a value segment wrongly. Warns when the model was not "
+        "trained (with the reason) or left every consented person without a value."
+    ),
+)
+def lifetime_value_plausible(warehouse: WarehouseResource):
+    with warehouse.connect() as con:
+        finding = lifetime_value_finding(con)
+    return dg.AssetCheckResult(
+        passed=finding.passed,
+        severity=finding.severity,
+        description=finding.description,
+        metadata=finding.metadata,
+    )
+
+
+model_checks = [propensity_backtest_auc, lifetime_value_plausible]

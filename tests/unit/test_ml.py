@@ -273,3 +273,22 @@ def test_a_model_run_that_was_not_trained_must_say_why():
         registry.run_row("m", "v", AS_OF, {}, {"status": "skipped"}, [])
     with pytest.raises(ValueError, match="not one of"):
         registry.run_row("m", "v", AS_OF, {}, {"status": "untrainable", "reason": "x"}, [])
+
+
+def test_lifetime_value_check_warns_when_untrained_and_blocks_impossible_values():
+    from orchestration.defs.model_checks import lifetime_value_finding
+
+    con = duckdb.connect()
+    make_inputs(con, n_persons=300, as_of=AS_OF, seed=9)
+    score_customers(con, AS_OF, seed=42)
+    # these inputs have no ml.clv_inputs: skipped, which warns and does not block
+    finding = lifetime_value_finding(con)
+    assert not finding.passed and not finding.blocking
+    assert "not trained" in finding.description
+    con.execute(
+        "update marts.customer_scores set expected_transactions_90d = 2, "
+        "expected_transactions_365d = 1, probability_alive = 0.5, expected_spend_365d = 3 "
+        "where person_id = (select min(person_id) from marts.customer_scores)"
+    )
+    finding = lifetime_value_finding(con)
+    assert finding.blocking and finding.metadata["impossible_values"] == 1
