@@ -639,3 +639,16 @@ def lift_table(
     arrays = [ids] + [pa.array(columns[field.name], type=field.type) for field in fields]
     schema = pa.schema([pa.field("segment_id", ids.type), *fields])
     return pa.Table.from_arrays(arrays, schema=schema)
+
+
+def auc_standard_error(auc: float, positives: int, negatives: int) -> float:
+    """Standard error of a ROC-AUC measured on `positives` and `negatives` (Hanley & McNeil
+    1982, "The meaning and use of the area under a ROC curve", Radiology 143, eq. 2, with the
+    exponential approximations Q1 = A / (2 - A) and Q2 = 2A^2 / (1 + A))."""
+    a = _probability("auc", auc)
+    n1, n2 = _count("positives", positives), _count("negatives", negatives)
+    if n1 == 0 or n2 == 0:
+        return math.inf
+    q1, q2 = a / (2 - a), 2 * a * a / (1 + a)
+    variance = (a * (1 - a) + (n1 - 1) * (q1 - a * a) + (n2 - 1) * (q2 - a * a)) / (n1 * n2)
+    return math.sqrt(max(variance, 0.0))

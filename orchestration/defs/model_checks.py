@@ -10,6 +10,7 @@ import dagster as dg
 import duckdb
 
 from ml._db import table_exists
+from ml.stats import auc_standard_error
 from orchestration.defs.ml.assets import SCORES_KEY
 from orchestration.defs.resources import WarehouseResource
 
@@ -91,6 +92,17 @@ def propensity_auc_finding(
             return _warn(
                 f"{text}; only {positives} of {test_rows} rows bought, too few to block on", **meta
             )
+        if test_rows is not None and positives is not None:
+            # a small back-test measures the AUC loosely: block only when even its upper 95%
+            # bound (Hanley & McNeil) is below the floor
+            upper = auc + 1.96 * auc_standard_error(auc, positives, test_rows - positives)
+            meta["backtest_roc_auc_upper_95"] = round(upper, 4)
+            if upper >= min_auc:
+                return _warn(
+                    f"{text}, but within its measurement error (upper 95% bound {upper:.3f} on "
+                    f"{test_rows} rows)",
+                    **meta,
+                )
         return Finding(False, True, text, meta)
     if previous and auc < previous[0][1] - max_drop:
         return _warn(
@@ -116,7 +128,8 @@ def propensity_auc_finding(
         "Stops the run before publishing when the purchase propensity's back-test ROC-AUC (on a "
         "cutoff neither its base models nor its calibrator saw; ml.model_runs metrics) is below "
         "MICROSEG_PROPENSITY_MIN_AUC (default 0.6): its scores would rank buyers little better "
-        "than chance. Warns when the AUC fell more than 0.05 below the previous trained "
+        "than chance (a small back-test blocks only when even the upper 95% bound of its AUC "
+        "is below the floor). Warns when the AUC fell more than 0.05 below the previous trained "
         "version's, when the back-test slice has too few buyers to judge, and when the model "
         "was not trained (too little data: propensity_30d is NULL, with the reason)."
     ),

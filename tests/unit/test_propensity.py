@@ -223,3 +223,21 @@ def test_check_is_blocking_on_the_scores_asset():
 @pytest.mark.parametrize("auc, passed", [(0.61, True), (0.59, False)])
 def test_check_uses_the_floor_it_is_given(auc, passed):
     assert propensity_auc_finding(_runs(("v1", "trained", auc, None)), 0.6).passed is passed
+
+
+def test_check_blocks_a_small_back_test_only_when_its_whole_interval_is_below_the_floor():
+    con = _runs(("v1", "trained", 0.55, None))
+    con.execute(
+        "update ml.model_runs set metrics = json_object('status', 'trained', 'roc_auc', 0.55, "
+        "'backtest', json_object('test_rows', 200, 'test_positives', 60)) where version = 'v1'"
+    )
+    finding = propensity_auc_finding(con, min_auc=0.6)
+    assert not finding.passed and not finding.blocking
+    assert "within its measurement error" in finding.description
+    assert finding.metadata["backtest_roc_auc_upper_95"] > 0.6
+    # the same AUC far below the floor on the same rows blocks
+    con.execute(
+        "update ml.model_runs set metrics = json_object('status', 'trained', 'roc_auc', 0.45, "
+        "'backtest', json_object('test_rows', 200, 'test_positives', 60)) where version = 'v1'"
+    )
+    assert propensity_auc_finding(con, min_auc=0.6).blocking

@@ -623,3 +623,16 @@ def test_lift_table_inputs():
         lift_table([_row("bad", 10, 11, 10, 1)])
     with pytest.raises(ValueError):
         lift_table(rows, target_lift=0.0)
+
+
+def test_auc_standard_error_matches_hanley_and_mcneil():
+    from ml.stats import auc_standard_error
+
+    # Hanley & McNeil (1982), the radiologists' example: A = 0.893 on 51 abnormal and 58 normal
+    # images, SE 0.032
+    assert auc_standard_error(0.893, 51, 58) == pytest.approx(0.032, abs=0.001)
+    # it shrinks as 1/sqrt(n)
+    assert auc_standard_error(0.8, 400, 400) == pytest.approx(
+        auc_standard_error(0.8, 100, 100) / 2, rel=0.02
+    )
+    assert auc_standard_error(0.7, 0, 10) == float("inf")
