@@ -9,9 +9,6 @@ rewrites the DuckDB files so deleted rows leave no bytes behind.
 
 from __future__ import annotations
 
-import csv
-import hashlib
-import json
 import os
 import shutil
 import uuid
@@ -343,49 +340,6 @@ def _suppress(con: duckdb.DuckDBPyConnection) -> int:
     return con.execute("select count(*) from privacy.suppression_list").fetchall()[0][0] - before
 
 
-def _hashed_contacts(con: duckdb.DuckDBPyConnection) -> set[str]:
-    """Plain SHA-256 of the person's email and phone, as export files carry them."""
-    if not _exists(con, "marts", "customer_profiles"):
-        return set()
-    rows = con.execute(
-        "select sha256(email), sha256(phone) from marts.customer_profiles "
-        "where person_id in (select person_id from erase_persons)"
-    ).fetchall()
-    return {h for row in rows for h in row if h}
-
-
-def scrub_exports(export_dir: str | Path, hashes: set[str]) -> int:
-    """Remove rows with these hashes from every audience file, rewriting its manifest."""
-    removed = 0
-    if not hashes:
-        return 0
-    for manifest_path in Path(export_dir).glob("*/*/manifest.json"):
-        manifest = json.loads(manifest_path.read_text())
-        audience = manifest_path.parent / manifest["file"]
-        with open(audience, newline="") as handle:
-            reader = csv.DictReader(handle)
-            fields = reader.fieldnames or []
-            rows = list(reader)
-        kept = [
-            r
-            for r in rows
-            if r.get("hashed_email") not in hashes and r.get("hashed_phone") not in hashes
-        ]
-        if len(kept) == len(rows):
-            continue
-        tmp = audience.with_name(audience.name + ".tmp")
-        with open(tmp, "w", newline="") as handle:
-            writer = csv.DictWriter(handle, fieldnames=fields, quoting=csv.QUOTE_NONNUMERIC)
-            writer.writeheader()
-            writer.writerows(kept)
-        os.replace(tmp, audience)
-        manifest["row_count"] = len(kept)
-        manifest["sha256"] = hashlib.sha256(audience.read_bytes()).hexdigest()
-        manifest_path.write_text(json.dumps(manifest, indent=2) + "\n")
-        removed += len(rows) - len(kept)
-    return removed
-
-
 def _scrub_access_responses(con: duckdb.DuckDBPyConnection, privacy_dir: str | Path) -> int:
     ids = [
         r[0]
@@ -466,11 +420,14 @@ def scrub_serving(serving_path: str | Path, person_ids: list[str]) -> int:
 def apply_erasures(
     con: duckdb.DuckDBPyConnection,
     *,
-    export_dir: str | Path,
     privacy_dir: str | Path,
     run_id: str | None = None,
 ) -> dict:
-    """Erase every pending request's persons; returns counts (never identifiers)."""
+    """Erase every pending request's persons; returns counts (never identifiers).
+
+    The platforms' lists lose them through the same run's exports: a person no longer in the
+    warehouse is no longer in any full file, so the export's removes delta withdraws them from
+    each platform, and the superseded export folders are deleted (warehouse/activation.py)."""
     ensure_privacy_schema(con)
     if not _collect(con):
         return {"requests": 0, "persons": 0, "person_ids": []}
@@ -485,7 +442,6 @@ def apply_erasures(
     n_persons = con.execute(
         "select count(distinct person_id) from erase_requests where person_id is not null"
     ).fetchall()[0][0]
-    hashes = _hashed_contacts(con)
     _needles(con)
     con.execute("begin")
     try:
@@ -504,7 +460,6 @@ def apply_erasures(
     except Exception:
         con.execute("rollback")
         raise
-    exports_removed = scrub_exports(export_dir, hashes)
     access_removed = _scrub_access_responses(con, privacy_dir)
     batch = uuid.uuid4().hex[:12]
     per_request = dict(
@@ -532,7 +487,6 @@ def apply_erasures(
             "persons": n_persons,
             "tables": deleted,
             "suppressed_keys": suppressed,
-            "export_rows_removed": exports_removed,
             "access_responses_removed": access_removed,
         },
         run_id=run_id,
@@ -543,7 +497,6 @@ def apply_erasures(
         "person_ids": persons,
         "rows_deleted": deleted,
         "suppressed_keys": suppressed,
-        "export_rows_removed": exports_removed,
         "access_responses_removed": access_removed,
     }
 

@@ -66,9 +66,7 @@ def erasure(
     serving: dg.ResourceParam[str],
 ):
     with warehouse.connect() as con:
-        report = apply_erasures(
-            con, export_dir=export_dir, privacy_dir=privacy_dir, run_id=context.run_id
-        )
+        report = apply_erasures(con, privacy_dir=privacy_dir, run_id=context.run_id)
         # Events past the retention window leave raw too (staging already ignores them).
         report["retention_rows_deleted"] = apply_retention(
             con, warehouse.resolve_as_of(con), warehouse.retention_days, run_id=context.run_id

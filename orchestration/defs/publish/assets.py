@@ -27,6 +27,9 @@ PUBLISHED_DEPS = [
     layer_key("segments", "segment_overlap"),
     layer_key("segments", "segment_lift"),
     layer_key("segments", "campaign_performance"),
+    layer_key("segments", "campaign_comparison"),
+    layer_key("models", "cluster_personas"),
+    layer_key("models", "lookalike_scores"),
     layer_key("segments", "personalization_variables"),
     layer_key("segments", "personalization_feed"),
     # Publishing waits for the export and feed gates: a run that failed one publishes nothing.
