@@ -11,6 +11,7 @@ from pathlib import Path
 import duckdb
 import pytest
 
+from bench.truth import TRUTH_CTES, truth_params
 from synthetic import generate
 from tests.integration.conftest import DOCUMENTED_TABLES, pipeline_env, run_pipeline
 
@@ -724,23 +725,13 @@ def test_lifetime_value_is_filled_and_ranks_next_purchases(pipeline, warehouse):
     assert missing == 0
     rows = warehouse.execute(
         f"""
-        with truth as (
-            select * from read_csv('{landing}/_truth/identity.csv', all_varchar = true)
-        ),
-        persons as (
-            select * from read_csv('{landing}/_truth/persons.csv', all_varchar = true)
-        ),
-        mapped as (
-            select m.person_id, mode(t.true_person_id) as true_person_id
-            from marts.identity_map m join truth t using (source_system, source_key)
-            where m.person_id is not null
-            group by m.person_id
-        )
+        with {TRUTH_CTES}
         select s.expected_transactions_90d, lower(p.purchased_30d) in ('true', '1')
         from marts.customer_scores s join mapped using (person_id)
         join persons p using (true_person_id)
         where s.expected_transactions_90d is not null
-        """
+        """,
+        truth_params(landing),
     ).fetchall()
     assert roc_auc_score([r[1] for r in rows], [r[0] for r in rows]) > 0.6
     run = warehouse.execute(
@@ -769,23 +760,13 @@ def test_propensity_calibrated_and_ranks_true_buyers(pipeline, warehouse):
     landing = pipeline["landing"]
     rows = warehouse.execute(
         f"""
-        with truth as (
-            select * from read_csv('{landing}/_truth/identity.csv', all_varchar = true)
-        ),
-        persons as (
-            select * from read_csv('{landing}/_truth/persons.csv', all_varchar = true)
-        ),
-        mapped as (
-            select m.person_id, mode(t.true_person_id) as true_person_id
-            from marts.identity_map m join truth t using (source_system, source_key)
-            where m.person_id is not null
-            group by m.person_id
-        )
+        with {TRUTH_CTES}
         select s.propensity_30d, lower(p.purchased_30d) in ('true', '1')
         from marts.customer_scores s join mapped using (person_id)
         join persons p using (true_person_id)
         where s.propensity_30d is not null
-        """
+        """,
+        truth_params(landing),
     ).fetchall()
     scores = [r[0] for r in rows]
     bought = [r[1] for r in rows]
