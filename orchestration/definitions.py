@@ -10,7 +10,7 @@ from orchestration.defs.ingest.assets import ingest_assets
 from orchestration.defs.layers import TABLE_NAME, table_keys, with_layer_owners_and_tags
 from orchestration.defs.ml.assets import ml_assets
 from orchestration.defs.ml.cluster_checks import cluster_checks
-from orchestration.defs.ml.lookalike_assets import lookalike_assets, lookalike_checks
+from orchestration.defs.ml.lookalike_assets import lookalike_checks
 from orchestration.defs.model_checks import model_checks
 from orchestration.defs.privacy.assets import privacy_assets
 from orchestration.defs.publish.assets import serving_snapshot
@@ -38,7 +38,6 @@ def build_definitions(settings: Settings | None = None) -> dg.Definitions:
         *ingest_assets,
         *identity_assets,
         *ml_assets,
-        *lookalike_assets,
         activation_exports,
         personalization_feeds,
         *privacy_assets,

@@ -120,31 +120,6 @@ def propensity_auc_finding(
     )
 
 
-@dg.asset_check(
-    asset=SCORES_KEY,
-    name="propensity_backtest_auc",
-    blocking=True,
-    description=(
-        "Stops the run before publishing when the purchase propensity's back-test ROC-AUC (on a "
-        "cutoff neither its base models nor its calibrator saw; ml.model_runs metrics) is below "
-        "MICROSEG_PROPENSITY_MIN_AUC (default 0.6): its scores would rank buyers little better "
-        "than chance (a small back-test blocks only when even the upper 95% bound of its AUC "
-        "is below the floor). Warns when the AUC fell more than 0.05 below the previous trained "
-        "version's, when the back-test slice has too few buyers to judge, and when the model "
-        "was not trained (too little data: propensity_30d is NULL, with the reason)."
-    ),
-)
-def propensity_backtest_auc(warehouse: WarehouseResource):
-    with warehouse.connect() as con:
-        finding = propensity_auc_finding(con, warehouse.propensity_min_auc)
-    return dg.AssetCheckResult(
-        passed=finding.passed,
-        severity=finding.severity,
-        description=finding.description[:2000],
-        metadata=finding.metadata,
-    )
-
-
 def lifetime_value_finding(con: duckdb.DuckDBPyConnection) -> Finding:
     """Values no BG/NBD or Gamma-Gamma fit can give (negative expectations, a probability
     outside 0-1, more purchases in 90 days than in 365) block; a model that was not trained
@@ -187,9 +162,23 @@ def lifetime_value_finding(con: duckdb.DuckDBPyConnection) -> Finding:
     return Finding(True, False, f"{filled} persons with a lifetime value", meta)
 
 
-@dg.asset_check(
+PROPENSITY_CHECK = dg.AssetCheckSpec(
+    "propensity_backtest_auc",
     asset=SCORES_KEY,
-    name="lifetime_value_plausible",
+    blocking=True,
+    description=(
+        "Stops the run before publishing when the purchase propensity's back-test ROC-AUC (on a "
+        "cutoff neither its base models nor its calibrator saw; ml.model_runs metrics) is below "
+        "MICROSEG_PROPENSITY_MIN_AUC (default 0.6): its scores would rank buyers little better "
+        "than chance (a small back-test blocks only when even the upper 95% bound of its AUC "
+        "is below the floor). Warns when the AUC fell more than 0.05 below the previous trained "
+        "version's, when the back-test slice has too few buyers to judge, and when the model "
+        "was not trained (too little data: propensity_30d is NULL, with the reason)."
+    ),
+)
+LIFETIME_VALUE_CHECK = dg.AssetCheckSpec(
+    "lifetime_value_plausible",
+    asset=SCORES_KEY,
     blocking=True,
     description=(
         "Stops the run when a lifetime value is impossible (negative expected purchases or "
@@ -198,15 +187,28 @@ def lifetime_value_finding(con: duckdb.DuckDBPyConnection) -> Finding:
         "trained (with the reason) or left every consented person without a value."
     ),
 )
-def lifetime_value_plausible(warehouse: WarehouseResource):
-    with warehouse.connect() as con:
-        finding = lifetime_value_finding(con)
+
+
+def _result(spec: dg.AssetCheckSpec, finding: Finding) -> dg.AssetCheckResult:
     return dg.AssetCheckResult(
+        asset_key=spec.asset_key,
+        check_name=spec.name,
         passed=finding.passed,
         severity=finding.severity,
-        description=finding.description,
+        description=finding.description[:2000],
         metadata=finding.metadata,
     )
 
 
-model_checks = [propensity_backtest_auc, lifetime_value_plausible]
+# One op for the scores' model checks: each blocking check on an asset is an input of what runs
+# after it, and one op keeps that order the same in every process (the job's snapshot with it).
+@dg.multi_asset_check(specs=[PROPENSITY_CHECK, LIFETIME_VALUE_CHECK])
+def score_model_checks(warehouse: WarehouseResource):
+    with warehouse.connect() as con:
+        propensity = propensity_auc_finding(con, warehouse.propensity_min_auc)
+        lifetime_value = lifetime_value_finding(con)
+    yield _result(PROPENSITY_CHECK, propensity)
+    yield _result(LIFETIME_VALUE_CHECK, lifetime_value)
+
+
+model_checks = [score_model_checks]

@@ -14,7 +14,7 @@ import pytest
 from ml import registry
 from ml.propensity import fit_propensity
 from orchestration.defs.ml.assets import SCORES_KEY
-from orchestration.defs.model_checks import propensity_auc_finding, propensity_backtest_auc
+from orchestration.defs.model_checks import propensity_auc_finding, score_model_checks
 
 CUTOFFS = (date(2026, 4, 1), date(2026, 5, 1), date(2026, 5, 31))  # oldest first
 FEATURES = ["signal", "weak_signal", "noise", "never_known"]
@@ -216,7 +216,7 @@ def test_check_does_not_block_on_a_back_test_with_few_buyers():
 
 
 def test_check_is_blocking_on_the_scores_asset():
-    (spec,) = propensity_backtest_auc.check_specs
+    spec = next(s for s in score_model_checks.check_specs if s.name == "propensity_backtest_auc")
     assert spec.asset_key == SCORES_KEY and spec.blocking
 
 

@@ -8,10 +8,13 @@ import dagster as dg
 
 import ml
 from ml.campaign_measurement import build_campaign_comparison
+from ml.lookalike import TABLE as LOOKALIKE_TABLE
+from ml.lookalike import score_lookalikes
 from ml.registry import ArtifactError
 from ml.scoring import PinError
 from ml.segment_lift import build_segment_lift
 from orchestration.defs.layers import ROW_COUNT, layer_key, table_metadata, table_spec_kwargs
+from orchestration.defs.ml.lookalike_assets import LOOKALIKE_SPEC, lookalike_metadata
 from orchestration.defs.resources import WarehouseResource
 from warehouse.audiences import (
     AudienceError,
@@ -140,6 +143,7 @@ def score_metadata(metrics: dict, persons: int) -> dict:
             "the saved artifact",
             deps=[FEATURES_KEY],
         ),
+        LOOKALIKE_SPEC,
         dg.AssetSpec(
             **table_spec_kwargs("models", "cluster_personas", "ml.cluster_personas"),
             kinds={"scikitlearn", "duckdb"},
@@ -168,10 +172,21 @@ def customer_scores(context: dg.AssetExecutionContext, warehouse: WarehouseResou
             raise dg.Failure(
                 description=f"MICROSEG_MODEL_VERSIONS: {exc}", allow_retries=False
             ) from exc
+        # lookalikes learn from the scores' inputs and write the registry too: in this step, so
+        # ml.model_runs has one writer per run step and its row count is the run's
+        lookalikes = score_lookalikes(
+            con,
+            as_of,
+            seed_segment=warehouse.lookalike_seed or None,
+            seed=warehouse.seed,
+            skip_known_versions=True,
+            model_dir=warehouse.model_dir,
+        )
+        lookalike_meta = lookalike_metadata(lookalikes, as_of, table_metadata(con, LOOKALIKE_TABLE))
         scores_meta = table_metadata(con, "marts.customer_scores")
         runs_meta = table_metadata(con, "ml.model_runs")
         personas_meta = table_metadata(con, "ml.cluster_personas")
-    for warning in metrics.get("warnings", []):
+    for warning in metrics.get("warnings", []) + lookalikes["warnings"]:
         context.log.warning(warning)
     persons = scores_meta[ROW_COUNT]
     yield dg.MaterializeResult(
@@ -183,6 +198,7 @@ def customer_scores(context: dg.AssetExecutionContext, warehouse: WarehouseResou
             "model_versions": dg.MetadataValue.json(metrics.get("versions") or {}),
         },
     )
+    yield dg.MaterializeResult(asset_key=LOOKALIKE_SPEC.key, metadata=lookalike_meta)
     yield dg.MaterializeResult(asset_key=layer_key("models", "model_runs"), metadata=runs_meta)
     yield dg.MaterializeResult(
         asset_key=layer_key("models", "cluster_personas"), metadata=personas_meta

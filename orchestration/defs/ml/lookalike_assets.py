@@ -3,52 +3,39 @@
 import dagster as dg
 
 from ml._db import analytics_consented
-from ml.lookalike import TABLE, score_lookalikes
-from orchestration.defs.layers import layer_key, table_metadata, table_spec_kwargs
+from ml.lookalike import TABLE
+from orchestration.defs.layers import layer_key, table_spec_kwargs
 from orchestration.defs.resources import WarehouseResource
 
 LOOKALIKE_KEY = layer_key("models", "lookalike_scores")
 
 
-@dg.asset(
+LOOKALIKE_SPEC = dg.AssetSpec(
     **table_spec_kwargs("models", "lookalike_scores", TABLE),
     kinds={"scikitlearn", "duckdb"},
-    # customer_scores writes ml.model_runs too (its multi-asset): one writer after the other.
-    deps=[layer_key("models", "customer_scores"), layer_key("features", "customer_features")],
+    description="How much each analytics-consented person outside the seed resembles it (0 to "
+    "1) and their rank; the seed is MICROSEG_LOOKALIKE_SEED's members on the previous segment "
+    "run, else the top 5% by expected_spend_365d",
+    deps=[layer_key("features", "customer_features")],
 )
-def lookalike_scores(context: dg.AssetExecutionContext, warehouse: WarehouseResource):
-    """How much each analytics-consented person outside the seed resembles it (0 to 1) and their
-    rank; the seed is MICROSEG_LOOKALIKE_SEED's members on the previous segment run, else the
-    top 5% by expected_spend_365d."""
-    with warehouse.connect() as con:
-        as_of = warehouse.resolve_as_of(con)
-        metrics = score_lookalikes(
-            con,
-            as_of,
-            seed_segment=warehouse.lookalike_seed or None,
-            seed=warehouse.seed,
-            skip_known_versions=True,
-            model_dir=warehouse.model_dir,
-        )
-        meta = table_metadata(con, TABLE)
-    for warning in metrics["warnings"]:
-        context.log.warning(warning)
+
+
+def lookalike_metadata(metrics: dict, as_of, meta: dict) -> dict:
+    """The lookalike run's numbers where the UI shows them."""
     numbers = {
         f"lookalike_{k}": float(metrics[k])
         for k in ("seed_size", "scored_persons", "holdout_auc")
         if isinstance(metrics.get(k), int | float)
     }
-    return dg.MaterializeResult(
-        metadata={
-            "as_of": as_of.isoformat(),
-            **meta,
-            **numbers,
-            "status": str(metrics["status"]),
-            "seed_segment": str(metrics["seed_segment"]),
-            "reason": str(metrics.get("reason") or ""),
-            "metrics": dg.MetadataValue.json({k: v for k, v in metrics.items() if k != "warnings"}),
-        }
-    )
+    return {
+        "as_of": as_of.isoformat(),
+        **meta,
+        **numbers,
+        "status": str(metrics["status"]),
+        "seed_segment": str(metrics["seed_segment"]),
+        "reason": str(metrics.get("reason") or ""),
+        "metrics": dg.MetadataValue.json({k: v for k, v in metrics.items() if k != "warnings"}),
+    }
 
 
 @dg.asset_check(
@@ -94,5 +81,4 @@ def lookalike_scores_consented(warehouse: WarehouseResource):
     )
 
 
-lookalike_assets = [lookalike_scores]
 lookalike_checks = [lookalike_scores_consented]
