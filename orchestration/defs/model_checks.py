@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 from dataclasses import dataclass, field
+from datetime import date
 
 import dagster as dg
 import duckdb
@@ -19,6 +20,10 @@ PROPENSITY_MODEL = "purchase_propensity"
 MAX_AUC_DROP = 0.05
 # Fewer positives or negatives than this in the back-test slice make its AUC too noisy to block.
 MIN_CLASS_ROWS = 20
+# A back-test whose models saw less history than the 90-day feature windows judges a short
+# history, not the model: it warns.
+MIN_BACKTEST_HISTORY_DAYS = 90
+CUTOFF_SPACING_DAYS = 30
 
 
 @dataclass
@@ -35,6 +40,21 @@ class Finding:
 
 def _warn(description: str, **metadata) -> Finding:
     return Finding(False, False, description, metadata)
+
+
+def _backtest_history_days(con: duckdb.DuckDBPyConnection, metrics: dict) -> int | None:
+    """Days of event data before the latest cutoff the back-test's models trained on (the
+    cutoff before the measured one; the measured one itself when there was only one)."""
+    cutoff = metrics.get("validation_cutoff")
+    if not cutoff or not table_exists(con, "intermediate", "int_customer_days_aggregated"):
+        return None
+    first = con.execute(
+        "select min(activity_date) from intermediate.int_customer_days_aggregated"
+    ).fetchall()[0][0]
+    if first is None:
+        return None
+    spacing = CUTOFF_SPACING_DAYS if (metrics.get("n_cutoffs") or 1) > 1 else 0
+    return (date.fromisoformat(str(cutoff)) - first).days - spacing
 
 
 def propensity_auc_finding(
@@ -91,6 +111,14 @@ def propensity_auc_finding(
         ):
             return _warn(
                 f"{text}; only {positives} of {test_rows} rows bought, too few to block on", **meta
+            )
+        history = _backtest_history_days(con, metrics)
+        if history is not None and history < MIN_BACKTEST_HISTORY_DAYS:
+            meta["backtest_history_days"] = history
+            return _warn(
+                f"{text}; its models saw {history} days of history, less than the "
+                f"{MIN_BACKTEST_HISTORY_DAYS}-day feature windows: a short history, not judged",
+                **meta,
             )
         if test_rows is not None and positives is not None:
             # a small back-test measures the AUC loosely: block only when even its upper 95%

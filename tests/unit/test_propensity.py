@@ -241,3 +241,24 @@ def test_check_blocks_a_small_back_test_only_when_its_whole_interval_is_below_th
         "'backtest', json_object('test_rows', 200, 'test_positives', 60)) where version = 'v1'"
     )
     assert propensity_auc_finding(con, min_auc=0.6).blocking
+
+
+def test_check_does_not_block_a_back_test_of_a_short_history():
+    con = _runs(("v1", "trained", 0.45, None))
+    con.execute(
+        "update ml.model_runs set metrics = json_object('status', 'trained', 'roc_auc', 0.45, "
+        "'validation_cutoff', '2026-05-31', 'n_cutoffs', 2, "
+        "'backtest', json_object('test_rows', 3000, 'test_positives', 800)) where version = 'v1'"
+    )
+    con.execute("create schema intermediate")
+    # events from 2026-04-16: the back-test's models trained on the 2026-05-01 cutoff, 15 days in
+    con.execute(
+        "create table intermediate.int_customer_days_aggregated as "
+        "select date '2026-04-16' as activity_date"
+    )
+    finding = propensity_auc_finding(con, min_auc=0.6)
+    assert not finding.passed and not finding.blocking
+    assert "saw 15 days of history" in finding.description
+    # a year of history: the same AUC blocks
+    con.execute("update intermediate.int_customer_days_aggregated set activity_date = '2025-05-01'")
+    assert propensity_auc_finding(con, min_auc=0.6).blocking
